@@ -1,0 +1,20 @@
+"""modeltrace: OpenTelemetry instrumentation for ML model serving.
+
+The public API (see README and ``SPEC.md``)::
+
+    import modeltrace
+
+    handle = modeltrace.configure(service_name="churn-api")
+
+    @modeltrace.monitor(model="churn", version="3")
+    def predict(x): ...
+
+    model = modeltrace.wrap(estimator, model="churn", version="3")
+    modeltrace.record_label(prediction_id, label, model="churn", version="3")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

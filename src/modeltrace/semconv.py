@@ -1,0 +1,56 @@
+"""Telemetry names of modeltrace: span attributes, span names and metric names.
+
+These names are a public contract (``SPEC.md``, "Telemetry names"): dashboards,
+alert rules, the Collector configuration and the drift aggregator all depend
+on them. Every module that emits or reads telemetry takes its names from here.
+"""
+
+from __future__ import annotations
+
+# --- span attributes -------------------------------------------------------
+MODEL_NAME = "ml.model.name"
+MODEL_VERSION = "ml.model.version"
+MODEL_FRAMEWORK = "ml.model.framework"
+MODEL_TASK = "ml.model.task"
+MODEL_OPERATION = "ml.model.operation"
+PREDICTION_ID = "ml.prediction.id"
+BATCH_SIZE = "ml.batch.size"
+SAMPLE_RATE = "ml.sample.rate"
+SAMPLE_INDICES = "ml.sample.indices"
+FEATURE_PREFIX = "ml.feature."
+FEATURES_TRUNCATED = "ml.features.truncated"
+PREDICTION_VALUE = "ml.prediction.value"
+PREDICTION_SCORE = "ml.prediction.score"
+LABEL_VALUE = "ml.label.value"
+ERROR_TYPE = "error.type"
+
+# --- span names ------------------------------------------------------------
+PREDICT_SPAN_PREFIX = "predict "
+LABEL_SPAN_PREFIX = "label "
+
+# --- SDK metrics -----------------------------------------------------------
+METRIC_PREDICT_DURATION = "ml.model.predict.duration"
+METRIC_PREDICT_ERRORS = "ml.model.predict.errors"
+METRIC_PREDICTIONS = "ml.model.predictions"
+METRIC_BATCH_SIZE = "ml.model.batch.size"
+METRIC_PREDICTION_VALUE = "ml.model.prediction.value"
+
+# --- aggregator metrics and their attributes -------------------------------
+METRIC_DRIFT_SCORE = "ml.drift.score"
+METRIC_DRIFT_DETECTED = "ml.drift.detected"
+METRIC_DRIFT_SHARE = "ml.drift.share"
+METRIC_DRIFT_SAMPLES = "ml.drift.samples"
+METRIC_MISSING_RATIO = "ml.data.missing.ratio"
+METRIC_PERFORMANCE = "ml.model.performance"
+FEATURE_NAME = "ml.feature.name"
+DRIFT_METHOD = "ml.drift.method"
+PERFORMANCE_METRIC = "ml.performance.metric"
+
+# Prediction drift is reported as this pseudo-feature.
+PREDICTION_FEATURE = "__prediction__"
+# Dataset-level multivariate entries of a DriftReport.
+MULTIVARIATE_FEATURE = "__multivariate__"
+EMBEDDING_FEATURE = "__embedding__"
+
+# Instrumentation scope name used for tracers and meters.
+SCOPE = "modeltrace"
