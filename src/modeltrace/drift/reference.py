@@ -1,0 +1,570 @@
+"""The training-time ``Reference`` a production window is compared with.
+
+``Reference.from_data`` summarises a training (or validation) set per feature:
+its kind (numeric or categorical), bins fixed from the reference quantiles
+(numeric) or its top-K categories plus ``other`` (categorical), the counts in
+those bins, a bounded uniform sample of raw values, the missing ratio,
+min/max/mean/std. Predictions become the feature ``__prediction__``; targets are
+kept apart for performance monitoring. The summary has a bounded size whatever
+the number of training rows, and is saved as versioned JSON
+(docs/reference-format.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modeltrace.semconv import PREDICTION_FEATURE
+
+from .sketches import (
+    DEFAULT_EXEMPLARS_PER_BIN,
+    Binning,
+    FeatureKind,
+    FeatureSketch,
+    as_float,
+    category_keys,
+)
+
+FORMAT = "modeltrace.reference"
+FORMAT_VERSION = 1
+# A column of integers with at most this many distinct values is categorical.
+MAX_INTEGER_CATEGORIES = 10
+# Categories remembered to tell unseen categories from rare ones.
+MAX_KNOWN_CATEGORIES = 1000
+
+
+class ReferenceFormatError(ValueError):
+    """A reference file or dict that is not a valid ``modeltrace.reference`` v1."""
+
+
+# --- input tables ----------------------------------------------------------
+
+
+def _is_dataframe(data: object) -> bool:
+    return hasattr(data, "columns") and hasattr(data, "iloc") and hasattr(data, "dtypes")
+
+
+def _column_array(values: object) -> np.ndarray:
+    """A 1-D numpy column from a pandas Series, an array or a sequence."""
+    if hasattr(values, "to_numpy"):
+        series: Any = values
+        dtype = getattr(series, "dtype", None)
+        # pandas extension dtypes (nullable ints, categoricals, strings) -> object with None
+        if dtype is not None and not isinstance(dtype, np.dtype):
+            return np.asarray(series.astype(object).where(series.notna(), None).to_numpy())
+        return np.asarray(series.to_numpy())
+    array = np.asarray(values) if isinstance(values, np.ndarray) else None
+    if array is None:
+        items = list(values)  # type: ignore[call-overload]
+        array = np.empty(len(items), dtype=object)
+        array[:] = items
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            array = array.astype(np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"a column must be 1-D, got shape {array.shape}")
+    return array
+
+
+def table_columns(
+    data: object, feature_names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Columns of a 2-D numpy array, a DataFrame, a list of dicts or a dict of columns."""
+    columns: dict[str, np.ndarray]
+    if _is_dataframe(data):
+        frame: Any = data
+        names = [str(c) for c in frame.columns]
+        columns = {name: _column_array(frame.iloc[:, i]) for i, name in enumerate(names)}
+    elif isinstance(data, Mapping):
+        columns = {str(k): _column_array(v) for k, v in data.items()}
+    elif isinstance(data, np.ndarray):
+        if data.ndim != 2:
+            raise ValueError(f"a numpy reference must be 2-D (rows x features), got {data.shape}")
+        columns = {f"f{i}": data[:, i] for i in range(data.shape[1])}
+    elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        rows = list(data)
+        if rows and all(isinstance(r, Mapping) for r in rows):
+            names: list[str] = []
+            seen: set[str] = set()
+            for row in rows:
+                for key in row:
+                    if str(key) not in seen:
+                        seen.add(str(key))
+                        names.append(str(key))
+            columns = {}
+            for name in names:
+                columns[name] = _column_array([row.get(name) for row in rows])
+        elif rows and all(isinstance(r, Sequence) and not isinstance(r, str) for r in rows):
+            return table_columns(np.asarray(rows, dtype=object), feature_names)
+        elif not rows:
+            raise ValueError("the reference data has no rows")
+        else:
+            raise TypeError("a list reference must hold dicts (one per row) or rows (lists)")
+    else:
+        raise TypeError(
+            "reference data must be a numpy 2-D array, a pandas DataFrame, a list of dicts "
+            f"or a dict of columns, got {type(data).__name__}"
+        )
+    if feature_names is not None:
+        feature_names = [str(n) for n in feature_names]
+        if len(feature_names) != len(columns):
+            raise ValueError(
+                f"feature_names has {len(feature_names)} names for {len(columns)} columns"
+            )
+        if len(set(feature_names)) != len(feature_names):
+            raise ValueError("feature_names must be distinct")
+        columns = dict(zip(feature_names, columns.values(), strict=True))
+    lengths = {len(c) for c in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"reference columns differ in length: {sorted(lengths)}")
+    if not columns or lengths == {0}:
+        raise ValueError("the reference data has no rows or no columns")
+    return columns
+
+
+def _numeric_or_none(column: np.ndarray) -> np.ndarray | None:
+    """The column as float64 if every non-missing value is a number, else None."""
+    if column.dtype.kind in "fiu":
+        return column.astype(np.float64)
+    if column.dtype.kind != "O":
+        return None
+    for value in column.tolist():
+        if value is None:
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
+            return None
+    return as_float(column)
+
+
+def infer_kind(column: np.ndarray) -> FeatureKind:
+    """Numeric unless the values are not numbers (text, booleans) or are integers
+    taking at most ``MAX_INTEGER_CATEGORIES`` distinct values."""
+    numbers = _numeric_or_none(column)
+    if numbers is None:
+        return "categorical"
+    finite = numbers[np.isfinite(numbers)]
+    integral = finite.size > 0 and bool(np.all(finite == np.round(finite)))
+    if integral and np.unique(finite).size <= MAX_INTEGER_CATEGORIES:
+        return "categorical"
+    return "numeric"
+
+
+# --- per-feature reference ---------------------------------------------------
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass
+class FeatureReference:
+    """One feature of a reference: its bins, counts, sample and summary statistics."""
+
+    name: str
+    kind: FeatureKind
+    binning: Binning
+    counts: np.ndarray
+    n: int
+    missing: int
+    reservoir: np.ndarray
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    category_counts: dict[str, int] = field(default_factory=dict)
+    reservoir_size: int = 1000
+
+    @property
+    def missing_ratio(self) -> float:
+        return self.missing / self.n if self.n else 0.0
+
+    @property
+    def n_valid(self) -> int:
+        return self.n - self.missing
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return self.binning.categories
+
+    @property
+    def edges(self) -> np.ndarray | None:
+        return self.binning.edges
+
+    def new_sketch(
+        self,
+        *,
+        reservoir_size: int | None = None,
+        exemplars_per_bin: int = DEFAULT_EXEMPLARS_PER_BIN,
+        seed: int | None = 0,
+    ) -> FeatureSketch:
+        """An empty production sketch on this feature's bins."""
+        return FeatureSketch(
+            self.binning,
+            reservoir_size=self.reservoir_size if reservoir_size is None else reservoir_size,
+            exemplars_per_bin=exemplars_per_bin,
+            seed=seed,
+        )
+
+    @classmethod
+    def from_column(
+        cls,
+        name: str,
+        column: np.ndarray,
+        *,
+        kind: FeatureKind | None = None,
+        bins: int = 10,
+        top_k: int = 20,
+        reservoir_size: int = 1000,
+        seed: int = 0,
+    ) -> FeatureReference:
+        column = _column_array(column)
+        if kind is None:
+            kind = infer_kind(column)
+        summary: dict[str, Any] = {}
+        if kind == "numeric":
+            x = as_float(column)
+            finite = x[np.isfinite(x)]
+            if finite.size == 0:
+                edges = np.array([0.0])
+            else:
+                edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
+                summary = {
+                    "min": float(finite.min()),
+                    "max": float(finite.max()),
+                    "mean": float(finite.mean()),
+                    "std": float(finite.std()),
+                }
+            binning = Binning("numeric", edges=edges)
+            category_counts: dict[str, int] = {}
+        else:
+            keys, missing_mask = category_keys(column)
+            uniques, freq = np.unique(keys[~missing_mask], return_counts=True)
+            order = np.lexsort((uniques, -freq))  # most frequent first, ties by name
+            ranked = [(str(uniques[i]), int(freq[i])) for i in order]
+            known = frozenset(u for u, _ in ranked) if len(ranked) <= MAX_KNOWN_CATEGORIES else None
+            top = ranked[:top_k]
+            binning = Binning("categorical", categories=tuple(u for u, _ in top), known=known)
+            category_counts = dict(top)
+        sketch = FeatureSketch(
+            binning, reservoir_size=reservoir_size, exemplars_per_bin=0, seed=seed
+        )
+        sketch.update(column, np.ones(column.shape[0]))
+        return cls(
+            name=name,
+            kind=kind,
+            binning=binning,
+            counts=sketch.counts,
+            n=sketch.n,
+            missing=sketch.missing_raw,
+            reservoir=sketch.reservoir_values(),
+            category_counts=category_counts,
+            reservoir_size=reservoir_size,
+            **summary,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "n": self.n,
+            "missing": self.missing,
+            "counts": [float(c) for c in self.counts],
+            "reservoir_size": self.reservoir_size,
+        }
+        if self.kind == "numeric":
+            assert self.binning.edges is not None
+            data["edges"] = [float(e) for e in self.binning.edges]
+            data.update(
+                min=_opt(self.min), max=_opt(self.max), mean=_opt(self.mean), std=_opt(self.std)
+            )
+            data["reservoir"] = [float(v) for v in self.reservoir]
+        else:
+            data["categories"] = list(self.binning.categories)
+            data["category_counts"] = [self.category_counts.get(c, 0) for c in self.categories]
+            known = self.binning.known
+            data["known_categories"] = sorted(known) if known is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureReference:
+        where = f"feature {data.get('name')!r}" if isinstance(data, Mapping) else "feature"
+        if not isinstance(data, Mapping):
+            raise ReferenceFormatError(f"{where}: expected an object, got {type(data).__name__}")
+        try:
+            kind = data["kind"]
+            if kind == "numeric":
+                binning = Binning("numeric", edges=np.asarray(data["edges"], dtype=np.float64))
+                reservoir = np.asarray(data["reservoir"], dtype=np.float64)
+                category_counts: dict[str, int] = {}
+            elif kind == "categorical":
+                known = data["known_categories"]
+                categories = tuple(str(c) for c in data["categories"])
+                binning = Binning(
+                    "categorical",
+                    categories=categories,
+                    known=frozenset(str(k) for k in known) if known is not None else None,
+                )
+                reservoir = np.empty(0, dtype=np.float64)
+                counts_list = [int(c) for c in data["category_counts"]]
+                if len(counts_list) != len(categories):
+                    raise ReferenceFormatError(
+                        f"{where}: category_counts has {len(counts_list)} entries "
+                        f"for {len(categories)} categories"
+                    )
+                category_counts = dict(zip(categories, counts_list, strict=True))
+            else:
+                raise ReferenceFormatError(
+                    f"{where}: kind must be 'numeric' or 'categorical', got {kind!r}"
+                )
+            counts = np.asarray(data["counts"], dtype=np.float64)
+            if counts.shape != (binning.n_bins,):
+                raise ReferenceFormatError(
+                    f"{where}: {counts.size} counts for {binning.n_bins} bins"
+                )
+            n, missing = int(data["n"]), int(data["missing"])
+            if not 0 <= missing <= n:
+                raise ReferenceFormatError(f"{where}: missing ({missing}) must be in 0..n ({n})")
+            return cls(
+                name=str(data["name"]),
+                kind=kind,
+                binning=binning,
+                counts=counts,
+                n=n,
+                missing=missing,
+                reservoir=reservoir,
+                min=_float_or_none(data.get("min")),
+                max=_float_or_none(data.get("max")),
+                mean=_float_or_none(data.get("mean")),
+                std=_float_or_none(data.get("std")),
+                category_counts=category_counts,
+                reservoir_size=int(data.get("reservoir_size", 1000)),
+            )
+        except ReferenceFormatError:
+            raise
+        except KeyError as exc:
+            raise ReferenceFormatError(f"{where}: missing field {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ReferenceFormatError(f"{where}: {exc}") from exc
+
+
+def _opt(value: float | None) -> float | None:
+    return None if value is None else _finite_or_none(value)
+
+
+def _float_or_none(value: object) -> float | None:
+    if value is None:
+        return None
+    return float(value)  # type: ignore[arg-type]
+
+
+# --- the reference ---------------------------------------------------------
+
+
+def _pop_named(columns: dict[str, np.ndarray], values: object, what: str) -> np.ndarray | None:
+    """``predictions=``/``targets=``: a column name of the data or an array of values."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        if values not in columns:
+            raise ValueError(f"{what} column {values!r} is not in the data")
+        return columns.pop(values)
+    array = _column_array(values)
+    return array
+
+
+@dataclass
+class Reference:
+    """Per-feature reference summaries (see module doc). Build with ``from_data``."""
+
+    features: dict[str, FeatureReference]
+    target: FeatureReference | None = None
+    n_rows: int = 0
+    created_at: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Input feature names (``__prediction__`` excluded)."""
+        return [n for n in self.features if n != PREDICTION_FEATURE]
+
+    @property
+    def prediction(self) -> FeatureReference | None:
+        return self.features.get(PREDICTION_FEATURE)
+
+    def __getitem__(self, name: str) -> FeatureReference:
+        return self.features[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.features
+
+    @classmethod
+    def from_data(
+        cls,
+        X: object,
+        feature_names: Sequence[str] | None = None,
+        predictions: object = None,
+        categorical: Iterable[str] | Mapping[str, bool] | None = None,
+        targets: object = None,
+        bins: int = 10,
+        top_k: int = 20,
+        reservoir_size: int = 1000,
+        seed: int = 0,
+    ) -> Reference:
+        """Summarise reference data.
+
+        ``X``: a 2-D numpy array, a pandas DataFrame, a list of dicts or a dict of
+        columns. ``predictions`` / ``targets``: arrays aligned with the rows, or the
+        name of a column of ``X`` (removed from the features). ``categorical``: names
+        forced categorical, or a mapping name -> True (categorical) / False (numeric).
+        """
+        if not isinstance(bins, int) or bins < 1:
+            raise ValueError(f"bins must be a positive integer, got {bins!r}")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        if not isinstance(reservoir_size, int) or reservoir_size < 0:
+            raise ValueError(f"reservoir_size must be an integer >= 0, got {reservoir_size!r}")
+        columns = table_columns(X, feature_names)
+        prediction_column = _pop_named(columns, predictions, "predictions")
+        target_column = _pop_named(columns, targets, "targets")
+        if not columns:
+            raise ValueError("the reference data has no feature columns")
+        n_rows = len(next(iter(columns.values())))
+        if PREDICTION_FEATURE in columns:
+            raise ValueError(f"{PREDICTION_FEATURE!r} is reserved for predictions")
+        overrides: dict[str, bool]
+        if categorical is None:
+            overrides = {}
+        elif isinstance(categorical, Mapping):
+            overrides = {str(k): bool(v) for k, v in categorical.items()}
+        elif isinstance(categorical, str):
+            overrides = {categorical: True}
+        else:
+            overrides = {str(k): True for k in categorical}
+        known_names = set(columns) | {PREDICTION_FEATURE}
+        unknown = sorted(set(overrides) - known_names)
+        if unknown:
+            raise ValueError(f"categorical names features that are not in the data: {unknown}")
+        for what, column in (("predictions", prediction_column), ("targets", target_column)):
+            if column is not None and len(column) != n_rows:
+                raise ValueError(f"{what} has {len(column)} values for {n_rows} rows")
+        options = {"bins": bins, "top_k": top_k, "reservoir_size": reservoir_size, "seed": seed}
+
+        def kind_of(name: str) -> FeatureKind | None:
+            if name not in overrides:
+                return None
+            return "categorical" if overrides[name] else "numeric"
+
+        features = {
+            name: FeatureReference.from_column(name, column, kind=kind_of(name), **options)
+            for name, column in columns.items()
+        }
+        if prediction_column is not None:
+            features[PREDICTION_FEATURE] = FeatureReference.from_column(
+                PREDICTION_FEATURE, prediction_column, kind=kind_of(PREDICTION_FEATURE), **options
+            )
+        target = (
+            FeatureReference.from_column("__target__", target_column, **options)
+            if target_column is not None
+            else None
+        )
+        return cls(
+            features=features,
+            target=target,
+            n_rows=n_rows,
+            created_at=time.time(),
+            settings=dict(options),
+        )
+
+    # -- serialisation --
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_at": self.created_at,
+            "n_rows": self.n_rows,
+            "settings": dict(self.settings),
+            "features": [f.to_dict() for f in self.features.values()],
+            "target": self.target.to_dict() if self.target is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Reference:
+        if not isinstance(data, Mapping):
+            raise ReferenceFormatError(
+                f"a reference must be a JSON object, got {type(data).__name__}"
+            )
+        fmt = data.get("format")
+        if fmt != FORMAT:
+            raise ReferenceFormatError(
+                f"not a modeltrace reference: format is {fmt!r}, expected {FORMAT!r}"
+            )
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ReferenceFormatError(
+                f"unsupported reference format_version {version!r}: this modeltrace reads "
+                f"version {FORMAT_VERSION}"
+            )
+        raw_features = data.get("features")
+        if not isinstance(raw_features, list) or not raw_features:
+            raise ReferenceFormatError("reference 'features' must be a non-empty list")
+        features: dict[str, FeatureReference] = {}
+        for item in raw_features:
+            feature = FeatureReference.from_dict(item)
+            if feature.name in features:
+                raise ReferenceFormatError(f"feature {feature.name!r} appears twice")
+            features[feature.name] = feature
+        target_data = data.get("target")
+        try:
+            n_rows = int(data.get("n_rows", 0))
+            created_at = float(data.get("created_at", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise ReferenceFormatError(f"reference header: {exc}") from exc
+        settings = data.get("settings") or {}
+        if not isinstance(settings, Mapping):
+            raise ReferenceFormatError("reference 'settings' must be an object")
+        return cls(
+            features=features,
+            target=FeatureReference.from_dict(target_data) if target_data is not None else None,
+            n_rows=n_rows,
+            created_at=created_at,
+            settings=dict(settings),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Reference:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ReferenceFormatError(f"reference is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the reference as JSON (atomically: a temporary file, then a rename)."""
+        target = os.fspath(path)
+        tmp = f"{target}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(self.to_json())
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Reference:
+        """Read a reference written by ``save``; ``ReferenceFormatError`` if it is not one."""
+        with open(path, "rb") as fh:
+            text = fh.read()
+        try:
+            return cls.from_json(text)
+        except ReferenceFormatError as exc:
+            raise ReferenceFormatError(f"{os.fspath(path)}: {exc}") from exc

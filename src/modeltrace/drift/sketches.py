@@ -1,0 +1,607 @@
+"""Mergeable per-feature state of a production window: the ``FeatureSketch``.
+
+A sketch summarises the values one feature took in a window, on the bins fixed
+by the training-time reference (``Binning``):
+
+* weighted counts per bin: for a numeric feature the reference's bin edges
+  plus an underflow and an overflow bin, for a categorical feature the
+  reference's top-K categories plus ``other``;
+* weighted and raw counters of missing values, of categories never seen in the
+  reference (``unseen``) and of numeric values outside the reference
+  ``[min, max]`` (``out_of_range``);
+* a bounded weighted sample of the raw numeric values (priority sampling,
+  Duffield, Lund and Thorup 2007: priority ``w / u``, keep the ``k + 1`` highest;
+  the estimated weight of a kept item is ``max(w, tau)`` with ``tau`` the
+  ``(k + 1)``-th priority). It merges exactly: the sample of a merge is the
+  sample a single sketch would have kept from the same priorities;
+* a few exemplar trace ids per bin (the most recent ones), for root-cause links.
+
+Every row is weighted, normally by ``1 / ml.sample.rate``. The API follows
+River's convention: ``update``, ``merge``, ``to_dict`` / ``from_dict``.
+Numeric updates are vectorised with numpy (``searchsorted`` / ``bincount``).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+FeatureKind = Literal["numeric", "categorical"]
+KINDS: tuple[str, ...] = ("numeric", "categorical")
+OTHER_LABEL = "other"
+DEFAULT_RESERVOIR_SIZE = 1000
+DEFAULT_EXEMPLARS_PER_BIN = 3
+
+
+# --- value normalisation ---------------------------------------------------
+
+
+def category_key(value: Any) -> str | None:
+    """The category string of one value, ``None`` when the value is missing.
+
+    Missing: ``None``, NaN and ``""`` (the missing-string marker on spans).
+    Integral floats map to the integer's text so that ``1``, ``1.0`` and
+    ``np.int64(1)`` are the same category; booleans map to ``"True"``/``"False"``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if math.isfinite(number) and number == math.floor(number):
+            return str(int(number))
+        return repr(number)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text = str(value)
+    return text if text != "" else None
+
+
+def category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Category strings of a column and its missing mask (see ``category_key``)."""
+    kind = values.dtype.kind
+    if kind in "US":
+        keys = values.astype(str)
+        return keys, keys == ""
+    if kind == "b":
+        return np.where(values, "True", "False"), np.zeros(values.shape, dtype=bool)
+    if kind in "iu":
+        return values.astype(str), np.zeros(values.shape, dtype=bool)
+    if kind == "f":
+        missing = np.isnan(values)
+        uniques, inverse = np.unique(values, return_inverse=True)
+        mapped = np.array([category_key(u) or "" for u in uniques.tolist()], dtype=object)
+        keys = mapped[inverse.reshape(-1)] if uniques.size else np.array([], dtype=object)
+        return keys.astype(str), missing
+    normalised = [category_key(v) for v in values.tolist()]
+    missing = np.fromiter((k is None for k in normalised), dtype=bool, count=len(normalised))
+    keys = np.array([k if k is not None else "" for k in normalised], dtype=object)
+    return keys.astype(str) if keys.size else np.array([], dtype=str), missing
+
+
+def as_float(values: np.ndarray) -> np.ndarray:
+    """A numeric column as float64; ``None``, ``""`` and non-numeric text become NaN."""
+    if values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    try:
+        return np.asarray(values, dtype=object).astype(np.float64)
+    except (TypeError, ValueError):
+        out = np.empty(values.shape[0], dtype=np.float64)
+        for i, value in enumerate(values.tolist()):
+            try:
+                out[i] = float(value) if value is not None else math.nan
+            except (TypeError, ValueError):
+                out[i] = math.nan
+        return out
+
+
+# --- array encoding for compact, exact state ---------------------------------
+
+
+def encode_array(array: np.ndarray) -> str:
+    """Exact, compact text form of a float64 array (base64 of little-endian bytes)."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype="<f8").tobytes()).decode("ascii")
+
+
+def decode_array(text: str) -> np.ndarray:
+    """Inverse of ``encode_array``."""
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) % 8:
+        raise ValueError("encoded float64 array has a length that is not a multiple of 8")
+    return np.frombuffer(raw, dtype="<f8").astype(np.float64)
+
+
+# --- bins ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Binning:
+    """The bins of one feature, fixed by the reference.
+
+    Numeric: ``edges`` (sorted, distinct, ``edges[0]`` the reference minimum and
+    ``edges[-1]`` its maximum) give ``max(len(edges) - 1, 1)`` inner bins, the last
+    one closed on the right, plus bin 0 (underflow, ``< edges[0]``) and the last
+    bin (overflow, ``> edges[-1]``). Categorical: one bin per top-K category, in
+    order, plus ``other``; ``known`` holds every category of the reference (up to
+    a cap) so that unseen ones can be told from rare ones, or ``None`` when the
+    reference had too many to keep (unseen categories are then not counted).
+    """
+
+    kind: FeatureKind
+    edges: np.ndarray | None = None
+    categories: tuple[str, ...] = ()
+    known: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"feature kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "numeric":
+            if self.edges is None:
+                raise ValueError("a numeric binning needs edges")
+            edges = np.asarray(self.edges, dtype=np.float64)
+            if edges.ndim != 1 or edges.size == 0:
+                raise ValueError("bin edges must be a non-empty 1-D array")
+            if not np.all(np.isfinite(edges)):
+                raise ValueError("bin edges must be finite")
+            if edges.size > 1 and not np.all(np.diff(edges) > 0):
+                raise ValueError("bin edges must be strictly increasing")
+            object.__setattr__(self, "edges", edges)
+        else:
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError("categories must be distinct")
+            object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+            index = {c: i for i, c in enumerate(self.categories)}
+            object.__setattr__(self, "_index", index)
+
+    @property
+    def n_inner(self) -> int:
+        assert self.edges is not None
+        return max(int(self.edges.size) - 1, 1)
+
+    @property
+    def n_bins(self) -> int:
+        if self.kind == "numeric":
+            return self.n_inner + 2
+        return len(self.categories) + 1
+
+    def labels(self) -> list[str]:
+        """Human-readable bin names, aligned with the counts."""
+        if self.kind == "categorical":
+            return [*self.categories, OTHER_LABEL]
+        assert self.edges is not None
+        e = self.edges
+        inner = (
+            [f"[{e[0]:.6g}, {e[0]:.6g}]"]
+            if e.size == 1
+            else [
+                f"[{e[i]:.6g}, {e[i + 1]:.6g}{']' if i == e.size - 2 else ')'}"
+                for i in range(e.size - 1)
+            ]
+        )
+        return [f"< {e[0]:.6g}", *inner, f"> {e[-1]:.6g}"]
+
+    def same_as(self, other: Binning) -> bool:
+        if self.kind != other.kind:
+            return False
+        if self.kind == "numeric":
+            assert self.edges is not None and other.edges is not None
+            return bool(np.array_equal(self.edges, other.edges))
+        return self.categories == other.categories and self.known == other.known
+
+    def assign_numeric(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(float values, missing mask, bin index of every row; -1 where missing)."""
+        assert self.edges is not None
+        x = as_float(values)
+        missing = np.isnan(x)
+        k = np.searchsorted(self.edges, x, side="right")
+        bins = np.clip(k, 1, self.n_inner)
+        bins[x < self.edges[0]] = 0
+        bins[x > self.edges[-1]] = self.n_inner + 1
+        bins[missing] = -1
+        return x, missing, bins
+
+    def assign_categorical(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(missing mask, unseen mask, bin index of every row; -1 where missing)."""
+        keys, missing = category_keys(values)
+        bins = np.full(keys.shape[0], -1, dtype=np.int64)
+        unseen = np.zeros(keys.shape[0], dtype=bool)
+        if keys.size:
+            uniques, inverse = np.unique(keys, return_inverse=True)
+            index: dict[str, int] = self._index  # type: ignore[attr-defined]
+            other = len(self.categories)
+            unique_bins = np.array([index.get(u, other) for u in uniques.tolist()], dtype=np.int64)
+            bins = unique_bins[inverse.reshape(-1)]
+            if self.known is not None:
+                known = self.known
+                unique_unseen = np.array([u not in known for u in uniques.tolist()], dtype=bool)
+                unseen = unique_unseen[inverse.reshape(-1)]
+            bins[missing] = -1
+            unseen &= ~missing
+        return missing, unseen, bins
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "numeric":
+            assert self.edges is not None
+            return {"kind": "numeric", "edges": [float(e) for e in self.edges]}
+        return {
+            "kind": "categorical",
+            "categories": list(self.categories),
+            "known": sorted(self.known) if self.known is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Binning:
+        kind = data.get("kind")
+        if kind == "numeric":
+            return cls("numeric", edges=np.asarray(data["edges"], dtype=np.float64))
+        if kind == "categorical":
+            known = data.get("known")
+            return cls(
+                "categorical",
+                categories=tuple(data["categories"]),
+                known=frozenset(str(k) for k in known) if known is not None else None,
+            )
+        raise ValueError(f"binning kind must be one of {KINDS}, got {kind!r}")
+
+
+# --- the sketch ------------------------------------------------------------
+
+
+def _validate_batch(
+    values: np.ndarray, weights: np.ndarray, trace_ids: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"values must be a 1-D array, got shape {values.shape}")
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != values.shape[0]:
+        raise ValueError(
+            f"weights must be a 1-D array as long as values ({values.shape[0]}), "
+            f"got shape {w.shape}"
+        )
+    if w.size and not (np.all(np.isfinite(w)) and np.all(w > 0)):
+        raise ValueError("weights must be finite and > 0 (1 / sample rate)")
+    if trace_ids is not None and len(trace_ids) != values.shape[0]:
+        raise ValueError(
+            f"trace_ids must be as long as values ({values.shape[0]}), got {len(trace_ids)}"
+        )
+    return values, w
+
+
+class FeatureSketch:
+    """Mergeable summary of one feature's values in a window (see module doc)."""
+
+    def __init__(
+        self,
+        binning: Binning,
+        *,
+        reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
+        exemplars_per_bin: int = DEFAULT_EXEMPLARS_PER_BIN,
+        seed: int | None = 0,
+    ) -> None:
+        if reservoir_size < 0:
+            raise ValueError(f"reservoir_size must be >= 0, got {reservoir_size}")
+        if exemplars_per_bin < 0:
+            raise ValueError(f"exemplars_per_bin must be >= 0, got {exemplars_per_bin}")
+        self.binning = binning
+        self.reservoir_size = int(reservoir_size)
+        self.exemplars_per_bin = int(exemplars_per_bin)
+        self._rng = np.random.default_rng(seed)
+        self._counts = np.zeros(binning.n_bins, dtype=np.float64)
+        self._n = 0
+        self._weight = 0.0
+        self._weight_sq = 0.0  # sum of squared weights of valid rows (Kish size)
+        self._missing = 0.0
+        self._missing_raw = 0
+        self._unseen = 0.0
+        self._unseen_raw = 0
+        self._out_of_range = 0.0
+        self._out_of_range_raw = 0
+        # Priority sample: k + 1 items with the highest priorities w / u.
+        self._res_values = np.empty(0, dtype=np.float64)
+        self._res_weights = np.empty(0, dtype=np.float64)
+        self._res_priorities = np.empty(0, dtype=np.float64)
+        self._exemplars: list[list[str]] = [[] for _ in range(binning.n_bins)]
+
+    # -- properties used by evaluation --
+
+    @property
+    def kind(self) -> FeatureKind:
+        return self.binning.kind
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Weighted counts per bin (a copy), valid values only."""
+        return self._counts.copy()
+
+    @property
+    def n(self) -> int:
+        """Raw rows seen, missing included."""
+        return self._n
+
+    @property
+    def weight(self) -> float:
+        """Weighted rows seen, missing included."""
+        return self._weight
+
+    @property
+    def n_valid(self) -> int:
+        """Raw rows with a value (not missing)."""
+        return self._n - self._missing_raw
+
+    @property
+    def valid_weight(self) -> float:
+        """Weighted rows with a value (the sum of ``counts``)."""
+        return float(self._counts.sum())
+
+    @property
+    def effective_n(self) -> float:
+        """Kish effective sample size of the valid rows: ``(sum w)^2 / sum w^2``."""
+        if self._weight_sq <= 0:
+            return 0.0
+        return self.valid_weight**2 / self._weight_sq
+
+    @property
+    def missing(self) -> float:
+        return self._missing
+
+    @property
+    def missing_raw(self) -> int:
+        return self._missing_raw
+
+    @property
+    def unseen(self) -> float:
+        return self._unseen
+
+    @property
+    def unseen_raw(self) -> int:
+        return self._unseen_raw
+
+    @property
+    def out_of_range(self) -> float:
+        return self._out_of_range
+
+    @property
+    def out_of_range_raw(self) -> int:
+        return self._out_of_range_raw
+
+    def _kept(self) -> int:
+        return min(self.reservoir_size, self._res_values.size)
+
+    def _order(self) -> np.ndarray:
+        return np.argsort(-self._res_priorities, kind="stable")[: self._kept()]
+
+    def _tau(self) -> float:
+        if self._res_priorities.size > self.reservoir_size:
+            return float(self._res_priorities.min())
+        return 0.0
+
+    def reservoir_values(self) -> np.ndarray:
+        """The sampled raw values (numeric features; empty for categoricals)."""
+        return self._res_values[self._order()].copy()
+
+    def reservoir_weights(self) -> np.ndarray:
+        """Estimated weights of the sampled values: ``max(w, tau)``.
+
+        Weighted by these, the sample estimates the weighted distribution of every
+        value seen without bias; when nothing was dropped they are the weights.
+        """
+        return np.maximum(self._res_weights[self._order()], self._tau())
+
+    def exemplars(self, bin_index: int) -> list[str]:
+        """The most recent trace ids whose values fell into ``bin_index``."""
+        if not -self.binning.n_bins <= bin_index < self.binning.n_bins:
+            raise IndexError(f"bin {bin_index} out of range 0..{self.binning.n_bins - 1}")
+        return list(self._exemplars[bin_index])
+
+    # -- update / merge --
+
+    def update(
+        self,
+        values: np.ndarray,
+        weights: np.ndarray,
+        trace_ids: Sequence[str] | None = None,
+    ) -> None:
+        """Add a batch of values with their weights (and optional trace ids per row)."""
+        values, w = _validate_batch(values, weights, trace_ids)
+        if values.shape[0] == 0:
+            return
+        unseen: np.ndarray | None = None
+        out_of_range: np.ndarray | None = None
+        if self.binning.kind == "numeric":
+            x, missing, bins = self.binning.assign_numeric(values)
+            out_of_range = (bins == 0) | (bins == self.binning.n_bins - 1)
+        else:
+            missing, unseen, bins = self.binning.assign_categorical(values)
+        valid = ~missing
+        self._n += int(values.shape[0])
+        self._weight += float(w.sum())
+        self._missing += float(w[missing].sum())
+        self._missing_raw += int(missing.sum())
+        wv = w[valid]
+        bv = bins[valid]
+        self._weight_sq += float(np.dot(wv, wv))
+        self._counts += np.bincount(bv, weights=wv, minlength=self.binning.n_bins)
+        if unseen is not None:
+            self._unseen += float(w[unseen].sum())
+            self._unseen_raw += int(unseen.sum())
+        if out_of_range is not None:
+            self._out_of_range += float(w[out_of_range].sum())
+            self._out_of_range_raw += int(out_of_range.sum())
+            finite = valid & np.isfinite(x)
+            self._sample(x[finite], w[finite])
+        if trace_ids is not None and self.exemplars_per_bin:
+            self._add_exemplars(bins, trace_ids)
+
+    def _sample(self, values: np.ndarray, weights: np.ndarray) -> None:
+        if self.reservoir_size == 0 or values.size == 0:
+            return
+        u = 1.0 - self._rng.random(values.size)  # uniform on (0, 1]
+        self._keep_top(
+            np.concatenate([self._res_values, values]),
+            np.concatenate([self._res_weights, weights]),
+            np.concatenate([self._res_priorities, weights / u]),
+        )
+
+    def _keep_top(self, values: np.ndarray, weights: np.ndarray, priorities: np.ndarray) -> None:
+        keep = self.reservoir_size + 1
+        if priorities.size > keep:
+            top = np.argpartition(-priorities, keep - 1)[:keep]
+            values, weights, priorities = values[top], weights[top], priorities[top]
+        self._res_values, self._res_weights, self._res_priorities = values, weights, priorities
+
+    def _add_exemplars(self, bins: np.ndarray, trace_ids: Sequence[str]) -> None:
+        rows = np.flatnonzero(bins >= 0)
+        if rows.size == 0:
+            return
+        order = rows[np.argsort(bins[rows], kind="stable")]
+        sorted_bins = bins[order]
+        starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
+        ends = np.r_[starts[1:], sorted_bins.size]
+        limit = self.exemplars_per_bin
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            slot = self._exemplars[int(sorted_bins[start])]
+            for row in order[max(start, end - limit) : end].tolist():
+                trace_id = trace_ids[row]
+                if not trace_id:
+                    continue
+                if trace_id in slot:
+                    slot.remove(trace_id)
+                slot.append(str(trace_id))
+            del slot[:-limit]
+
+    def merge(self, other: FeatureSketch) -> FeatureSketch:
+        """Add ``other`` into this sketch (in place) and return ``self``.
+
+        Counts and counters add exactly; the sample keeps the highest priorities of
+        both, which is the sample one sketch would have kept from all the items;
+        ``other``'s exemplars count as the more recent ones.
+        """
+        if not isinstance(other, FeatureSketch):
+            raise TypeError(f"can only merge a FeatureSketch, got {type(other).__name__}")
+        if not self.binning.same_as(other.binning):
+            raise ValueError("cannot merge sketches built on different bins")
+        self._counts += other._counts
+        self._n += other._n
+        self._weight += other._weight
+        self._weight_sq += other._weight_sq
+        self._missing += other._missing
+        self._missing_raw += other._missing_raw
+        self._unseen += other._unseen
+        self._unseen_raw += other._unseen_raw
+        self._out_of_range += other._out_of_range
+        self._out_of_range_raw += other._out_of_range_raw
+        if self.reservoir_size:
+            self._keep_top(
+                np.concatenate([self._res_values, other._res_values]),
+                np.concatenate([self._res_weights, other._res_weights]),
+                np.concatenate([self._res_priorities, other._res_priorities]),
+            )
+        limit = self.exemplars_per_bin
+        for mine, theirs in zip(self._exemplars, other._exemplars, strict=True):
+            for trace_id in theirs:
+                if trace_id in mine:
+                    mine.remove(trace_id)
+                mine.append(trace_id)
+            del mine[: max(len(mine) - limit, 0)]
+        return self
+
+    def copy(self) -> FeatureSketch:
+        return FeatureSketch.from_dict(self.to_dict(include_binning=False), binning=self.binning)
+
+    # -- serialisation --
+
+    def to_dict(self, *, include_binning: bool = True) -> dict[str, Any]:
+        """JSON-able state. Without the binning (a window stores it once, in the
+        reference), ``from_dict`` needs it passed back."""
+        state: dict[str, Any] = {
+            "counts": [float(c) for c in self._counts],
+            "n": self._n,
+            "weight": self._weight,
+            "weight_sq": self._weight_sq,
+            "missing": self._missing,
+            "missing_raw": self._missing_raw,
+            "unseen": self._unseen,
+            "unseen_raw": self._unseen_raw,
+            "out_of_range": self._out_of_range,
+            "out_of_range_raw": self._out_of_range_raw,
+            "reservoir_size": self.reservoir_size,
+            "exemplars_per_bin": self.exemplars_per_bin,
+            "reservoir": {
+                "values": encode_array(self._res_values),
+                "weights": encode_array(self._res_weights),
+                "priorities": encode_array(self._res_priorities),
+            },
+            "exemplars": [list(slot) for slot in self._exemplars],
+            "rng": self._rng.bit_generator.state,
+        }
+        if include_binning:
+            state["binning"] = self.binning.to_dict()
+        return state
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], binning: Binning | None = None) -> FeatureSketch:
+        """Rebuild a sketch from ``to_dict`` output; ``ValueError`` if it is inconsistent."""
+        try:
+            if binning is None:
+                if "binning" not in data:
+                    raise ValueError("sketch state has no binning and none was given")
+                binning = Binning.from_dict(data["binning"])
+            sketch = cls(
+                binning,
+                reservoir_size=int(data["reservoir_size"]),
+                exemplars_per_bin=int(data["exemplars_per_bin"]),
+                seed=None,
+            )
+            counts = np.asarray(data["counts"], dtype=np.float64)
+            if counts.shape != (binning.n_bins,):
+                raise ValueError(
+                    f"sketch has {counts.size} bin counts but its binning has {binning.n_bins} bins"
+                )
+            sketch._counts = counts
+            sketch._n = int(data["n"])
+            sketch._weight = float(data["weight"])
+            sketch._weight_sq = float(data["weight_sq"])
+            sketch._missing = float(data["missing"])
+            sketch._missing_raw = int(data["missing_raw"])
+            sketch._unseen = float(data["unseen"])
+            sketch._unseen_raw = int(data["unseen_raw"])
+            sketch._out_of_range = float(data["out_of_range"])
+            sketch._out_of_range_raw = int(data["out_of_range_raw"])
+            res = data["reservoir"]
+            values = decode_array(res["values"])
+            weights = decode_array(res["weights"])
+            priorities = decode_array(res["priorities"])
+            if not values.size == weights.size == priorities.size:
+                raise ValueError("sketch reservoir arrays differ in length")
+            if values.size > sketch.reservoir_size + 1:
+                raise ValueError("sketch reservoir holds more items than its size")
+            sketch._res_values, sketch._res_weights = values, weights
+            sketch._res_priorities = priorities
+            exemplars = [[str(t) for t in slot] for slot in data["exemplars"]]
+            if len(exemplars) != binning.n_bins:
+                raise ValueError("sketch exemplar slots do not match its bins")
+            sketch._exemplars = [
+                slot[-sketch.exemplars_per_bin :] if sketch.exemplars_per_bin else []
+                for slot in exemplars
+            ]
+            sketch._rng.bit_generator.state = data["rng"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed sketch state: {exc!r}") from exc
+        return sketch
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureSketch(kind={self.kind!r}, bins={self.binning.n_bins}, n={self._n}, "
+            f"weight={self._weight:g}, missing={self._missing:g})"
+        )
