@@ -118,6 +118,7 @@ def test_multiclass_with_top_confidence_only_has_no_auc() -> None:
     assert report.realized["accuracy"] == pytest.approx(4 / 6)
 
 
+@pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
 @settings(max_examples=60, deadline=None)
 @given(
     data=st.lists(
@@ -143,10 +144,12 @@ def test_property_classification_and_auc_match_sklearn(data) -> None:
     np.testing.assert_array_equal(labels, np.unique(np.r_[y, pred]))
     per = perf.scores_from_confusion(cm)
     np.testing.assert_allclose(
-        per.f1, skm.f1_score(y, pred, average=None, sample_weight=w, zero_division=0)
+        per.f1,
+        skm.f1_score(y, pred, labels=labels, average=None, sample_weight=w, zero_division=0),
     )
     np.testing.assert_allclose(
-        per.precision, skm.precision_score(y, pred, average=None, sample_weight=w, zero_division=0)
+        per.precision,
+        skm.precision_score(y, pred, labels=labels, average=None, sample_weight=w, zero_division=0),
     )
     positive = y == 1
     auc = perf.roc_auc_binary(positive, score, weights=w)
