@@ -17,4 +17,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from modeltrace.decorator import current_prediction_id, monitor, wrap
+from modeltrace.labels import record_label
+
+__all__ = ["__version__", "current_prediction_id", "monitor", "record_label", "wrap"]

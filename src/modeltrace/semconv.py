@@ -35,6 +35,13 @@ METRIC_PREDICTIONS = "ml.model.predictions"
 METRIC_BATCH_SIZE = "ml.model.batch.size"
 METRIC_PREDICTION_VALUE = "ml.model.prediction.value"
 
+# --- SDK self-metrics ------------------------------------------------------
+# Internal failures of the instrumentation (attribute error.type = the cause).
+METRIC_SDK_ERRORS = "modeltrace.sdk.errors"
+# Finished spans dropped by modeltrace's span processor (queue full, shut down).
+METRIC_SDK_SPANS_DROPPED = "modeltrace.sdk.spans.dropped"
+DROP_REASON = "modeltrace.drop.reason"
+
 # --- aggregator metrics and their attributes -------------------------------
 METRIC_DRIFT_SCORE = "ml.drift.score"
 METRIC_DRIFT_DETECTED = "ml.drift.detected"

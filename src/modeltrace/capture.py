@@ -1,0 +1,483 @@
+"""Turn a model call's input and output into span attributes, at a cost independent of batch size.
+
+Input adapters (numpy 1-D row / 2-D batch, pandas DataFrame / Series, dict, list
+of dicts, list of lists, pydantic models, scalars) expose the number of rows and
+copy out only the selected rows. Output adapters do the same for class labels,
+probabilities (value = class, score = max probability), regression values and
+dicts of outputs. Values become OpenTelemetry attribute values following
+docs/architecture.md, "Span -> drift data": a scalar when the call had one
+row, else a homogeneous array aligned with ``ml.sample.indices``; missing
+numbers are NaN and missing strings ``""``. Anything not understood yields no
+features, never an error.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modeltrace import semconv
+from modeltrace.privacy import HASH, KEEP, PrivacyPolicy
+
+NAN = float("nan")
+_INT64_MAX = 2**63 - 1
+_MISSING_TYPE_NAMES = frozenset({"NAType", "NaTType"})
+_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)
+
+PROBA_OPERATIONS = frozenset({"predict_proba", "predict_log_proba"})
+_VALUE_KEYS = ("prediction", "predictions", "label", "labels", "class", "value", "values", "output")
+_SCORE_KEYS = ("score", "scores", "probability", "probabilities", "confidence", "proba")
+
+
+@dataclass(frozen=True)
+class CaptureLimits:
+    """Per-call caps that keep capture cheap and spans under the SDK's limits."""
+
+    max_rows: int = 8
+    max_features: int = 100
+    max_string_length: int = 256
+
+
+# ---------------------------------------------------------------- values ----
+
+
+def scalar_value(value: Any, max_len: int) -> bool | int | float | str:
+    """One value as an attribute scalar; missing (None, NaN, pd.NA, NaT) is NaN."""
+    kind = type(value)
+    if kind is float or kind is bool:
+        return value
+    if kind is str:
+        return value if len(value) <= max_len else value[:max_len]
+    if kind is int:
+        return value if -_INT64_MAX <= value <= _INT64_MAX else float(value)
+    if value is None:
+        return NAN
+    if isinstance(value, np.generic):
+        return scalar_value(value.item(), max_len)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value[: max_len // 2]).hex()
+    if kind.__name__ in _MISSING_TYPE_NAMES:
+        return NAN
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return scalar_value(int(value), max_len)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return scalar_value(str.__str__(value), max_len)
+    if isinstance(value, _CONTAINERS):
+        return f"<{kind.__name__}>"
+    text = str(value)
+    return text if len(text) <= max_len else text[:max_len]
+
+
+def column_value(values: Sequence[Any], max_len: int) -> Any:
+    """A column of selected rows as one homogeneous attribute array (NaN / "" for missing)."""
+    items = [scalar_value(v, max_len) for v in values]
+    has_str = has_float = has_int = has_bool = False
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            has_str = True
+        elif kind is float:
+            has_float = True
+        elif kind is int:
+            has_int = True
+        else:
+            has_bool = True
+    if has_str:
+        if not (has_float or has_int or has_bool):
+            return items
+        return [
+            item
+            if type(item) is str
+            else ("" if type(item) is float and math.isnan(item) else str(item))
+            for item in items
+        ]
+    if has_float or (has_int and has_bool):
+        return [float(item) for item in items]
+    return items
+
+
+# ------------------------------------------------------------ row choice ----
+
+
+def choose_rows(n_rows: int, max_rows: int) -> list[int]:
+    """Up to ``max_rows`` row indices of ``n_rows``, uniformly without replacement, sorted."""
+    if n_rows <= max_rows:
+        return list(range(n_rows))
+    if max_rows <= 0:
+        return []
+    return sorted(random.sample(range(n_rows), max_rows))
+
+
+# ---------------------------------------------------------------- inputs ----
+
+
+class InputView:
+    """Rows of a model input: their count and a copy of selected rows, column-wise."""
+
+    n_rows: int = 1
+
+    def names(self, width: int) -> list[str]:
+        raise TypeError("InputView subclasses define names()")
+
+    def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
+        """(names, columns of the selected rows, number of features left out)."""
+        raise TypeError("InputView subclasses define columns()")
+
+
+def _default_names(width: int, given: Sequence[str] | None, model: Any) -> list[str]:
+    """``feature_names`` if it fits, else the model's ``feature_names_in_``, else f0..fN."""
+    if given is not None and len(given) == width:
+        return [str(n) for n in given]
+    model_names = getattr(model, "feature_names_in_", None) if model is not None else None
+    if model_names is not None and len(model_names) == width:
+        return [str(n) for n in model_names]
+    return [f"f{i}" for i in range(width)]
+
+
+class _ArrayInput(InputView):
+    def __init__(self, array: np.ndarray, names: Sequence[str] | None, model: Any) -> None:
+        self._array = array
+        self.n_rows = array.shape[0]
+        self._given = names
+        self._model = model
+        # Columns copied from these dtypes are already homogeneous bool/int/float lists.
+        kind = array.dtype.kind
+        self.numeric = kind in "bif" or (kind == "u" and array.dtype.itemsize < 8)
+
+    def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
+        width = self._array.shape[1]
+        kept = min(width, max_features)
+        names = _default_names(width, self._given, self._model)[:kept]
+        block = self._array[rows, :kept] if kept < width else self._array[rows]
+        return names, block.T.tolist(), width - kept
+
+
+class _FrameInput(InputView):
+    def __init__(self, frame: Any) -> None:
+        self._frame = frame
+        self.n_rows = len(frame)
+        self.numeric = False
+
+    def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
+        width = self._frame.shape[1]
+        kept = min(width, max_features)
+        block = self._frame.iloc[rows, :kept]
+        names = [str(c) for c in block.columns]
+        return names, block.to_numpy().T.tolist(), width - kept
+
+
+class _RowsOfMappings(InputView):
+    """A list of dicts (or of pydantic models): one mapping per row."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self._rows = rows
+        self.n_rows = len(rows)
+        self.numeric = False
+
+    def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
+        mappings = [_as_mapping(self._rows[i]) for i in rows]
+        names: dict[str, None] = {}
+        for mapping in mappings:
+            for key in mapping:
+                names.setdefault(key, None)
+        all_names = list(names)
+        kept = all_names[:max_features]
+        cols = [[m.get(name) for m in mappings] for name in kept]
+        return [str(n) for n in kept], cols, len(all_names) - len(kept)
+
+
+class _RowsOfSequences(InputView):
+    """A list of lists/tuples: one sequence per row, positional features."""
+
+    def __init__(self, rows: Sequence[Any], names: Sequence[str] | None, model: Any) -> None:
+        self._rows = rows
+        self.n_rows = len(rows)
+        self._given = names
+        self._model = model
+        self.numeric = False
+
+    def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
+        selected = [list(self._rows[i]) for i in rows]
+        width = max((len(r) for r in selected), default=0)
+        kept = min(width, max_features)
+        names = _default_names(width, self._given, self._model)[:kept]
+        cols = [[r[j] if j < len(r) else None for r in selected] for j in range(kept)]
+        return names, cols, width - kept
+
+
+def _as_mapping(obj: Any) -> Mapping[Any, Any]:
+    if isinstance(obj, Mapping):
+        return obj
+    dump = getattr(obj, "model_dump", None)
+    if dump is not None and hasattr(type(obj), "model_fields"):
+        result = dump()
+        return result if isinstance(result, Mapping) else {}
+    legacy = getattr(obj, "dict", None)
+    if legacy is not None and hasattr(type(obj), "__fields__"):
+        result = legacy()
+        return result if isinstance(result, Mapping) else {}
+    return {}
+
+
+def _is_pydantic(obj: Any) -> bool:
+    cls = type(obj)
+    return hasattr(cls, "model_fields") or (
+        hasattr(cls, "__fields__") and callable(getattr(obj, "dict", None))
+    )
+
+
+def _is_scalar(obj: Any) -> bool:
+    return obj is None or isinstance(obj, (str, int, float, bool, bytes, np.generic))
+
+
+def adapt_input(
+    obj: Any, feature_names: Sequence[str] | None, model: Any = None
+) -> InputView | None:
+    """The view of a model input, or None when the input is not understood.
+
+    Positional inputs (numpy, lists) take their feature names from
+    ``feature_names``, else ``model.feature_names_in_``, else ``f0..fN``.
+    """
+    names = feature_names
+    if isinstance(obj, np.ndarray):
+        if obj.ndim == 2:
+            return _ArrayInput(obj, names, model)
+        if obj.ndim == 1:
+            return _ArrayInput(obj.reshape(1, -1), names, model)
+        if obj.ndim == 0:
+            return _ArrayInput(obj.reshape(1, 1), names, model)
+        return None
+    module = type(obj).__module__
+    if module.startswith("pandas"):
+        kind = type(obj).__name__
+        if kind == "DataFrame":
+            return _FrameInput(obj)
+        if kind == "Series":
+            return _RowsOfMappings([{str(k): v for k, v in obj.items()}])
+        return None
+    if isinstance(obj, Mapping):
+        return _RowsOfMappings([obj])
+    if isinstance(obj, (list, tuple)):
+        if not obj:
+            return _RowsOfSequences(obj, names, model)
+        first = obj[0]
+        if isinstance(first, Mapping) or _is_pydantic(first):
+            return _RowsOfMappings(obj)
+        if isinstance(first, (list, tuple, np.ndarray)):
+            return _RowsOfSequences(obj, names, model)
+        if all(_is_scalar(v) for v in obj[:64]):
+            return _RowsOfSequences([obj], names, model)
+        return None
+    if _is_pydantic(obj):
+        return _RowsOfMappings([obj])
+    if _is_scalar(obj):
+        return _RowsOfSequences([[obj]], names, model)
+    return None
+
+
+def feature_attributes(
+    view: InputView,
+    rows: list[int],
+    limits: CaptureLimits,
+    policy: PrivacyPolicy,
+    attributes: dict[str, Any],
+) -> None:
+    """Add ``ml.feature.*`` (and ``ml.features.truncated``) for ``rows`` to ``attributes``."""
+    names, cols, left_out = view.columns(rows, limits.max_features)
+    single = view.n_rows == 1
+    numeric = getattr(view, "numeric", False)
+    max_len = limits.max_string_length
+    prefix = semconv.FEATURE_PREFIX
+    for name, col in zip(names, cols, strict=True):
+        action = policy.action(name)
+        if action == KEEP:
+            if single:
+                value = scalar_value(col[0], max_len) if not numeric else col[0]
+            else:
+                value = col if numeric else column_value(col, max_len)
+        elif action == HASH:
+            hashed = [policy.hash_value(scalar_value(v, max_len)) for v in col]
+            value = hashed[0] if single else column_value(hashed, max_len)
+        else:
+            continue
+        attributes[prefix + name] = value
+    if left_out:
+        attributes[semconv.FEATURES_TRUNCATED] = left_out
+
+
+# --------------------------------------------------------------- outputs ----
+
+
+class OutputView:
+    """Rows of a model output and their (value, score) for selected rows."""
+
+    def __init__(self, rows: Any, n_rows: int, single: bool) -> None:
+        self._rows = rows
+        self.n_rows = n_rows
+        self.single = single
+
+    def select(self, rows: list[int]) -> list[Any]:
+        if self.single:
+            return [self._rows]
+        if isinstance(self._rows, np.ndarray):
+            return self._rows[rows].tolist()
+        return [self._rows[i] for i in rows]
+
+
+class _ColumnarOutput(OutputView):
+    """A dict of aligned sequences, e.g. ``{"labels": [...], "scores": [...]}``."""
+
+    def __init__(self, values: Any, scores: Any, n_rows: int) -> None:
+        super().__init__(values, n_rows, single=False)
+        self._scores = scores
+
+    def select(self, rows: list[int]) -> list[Any]:
+        values = [self._rows[i] for i in rows]
+        if self._scores is None:
+            return values
+        return [{"value": v, "score": self._scores[i]} for v, i in zip(values, rows, strict=True)]
+
+
+def _first_key(mapping: Mapping[Any, Any], keys: Sequence[str]) -> Any:
+    for key in keys:
+        if key in mapping:
+            return key
+    return None
+
+
+def adapt_output(obj: Any) -> OutputView | None:
+    """The view of a model output, or None when it is not understood."""
+    if isinstance(obj, np.ndarray):
+        if obj.ndim == 0:
+            return OutputView(obj.item(), 1, single=True)
+        if obj.ndim in (1, 2):
+            return OutputView(obj, obj.shape[0], single=False)
+        return None
+    if type(obj).__module__.startswith("pandas"):
+        kind = type(obj).__name__
+        if kind in ("Series", "DataFrame"):
+            array = obj.to_numpy()
+            return OutputView(array, array.shape[0], single=False)
+        return None
+    if isinstance(obj, Mapping):
+        value_key = _first_key(obj, _VALUE_KEYS)
+        score_key = _first_key(obj, _SCORE_KEYS)
+        values = obj.get(value_key) if value_key is not None else None
+        if isinstance(values, (list, tuple, np.ndarray)) and not _is_probability_row(values):
+            scores = obj.get(score_key) if score_key is not None else None
+            if scores is not None and (
+                not isinstance(scores, (list, tuple, np.ndarray)) or len(scores) != len(values)
+            ):
+                scores = None
+            return _ColumnarOutput(values, scores, len(values))
+        return OutputView(obj, 1, single=True)
+    if isinstance(obj, (list, tuple)):
+        return OutputView(obj, len(obj), single=False)
+    if _is_scalar(obj):
+        return OutputView(obj, 1, single=True)
+    return None
+
+
+def _is_probability_row(row: Any) -> bool:
+    try:
+        values = [float(v) for v in row]
+    except (TypeError, ValueError):
+        return False
+    if len(values) < 2 or any(not (0.0 <= v <= 1.0) for v in values):
+        return False
+    return abs(sum(values) - 1.0) <= 1e-3
+
+
+def _row_prediction(
+    row: Any, operation: str, classes: Sequence[Any] | None, max_len: int
+) -> tuple[Any, float | None]:
+    """(value, score) of one output row."""
+    if isinstance(row, Mapping):
+        value_key = _first_key(row, _VALUE_KEYS)
+        score_key = _first_key(row, _SCORE_KEYS)
+        value = scalar_value(row[value_key], max_len) if value_key is not None else NAN
+        score = row.get(score_key) if score_key is not None else None
+        if isinstance(score, (list, tuple, np.ndarray)):
+            score = _as_float_or_none(max(score)) if len(score) else None
+        else:
+            score = _as_float_or_none(score)
+        return value, score
+    if isinstance(row, (list, tuple, np.ndarray)):
+        values = list(row)
+        if len(values) == 1:
+            return scalar_value(values[0], max_len), None
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            return NAN, None
+        if operation == "predict_log_proba":
+            numbers = [math.exp(v) for v in numbers]
+        elif operation not in PROBA_OPERATIONS and not _is_probability_row(numbers):
+            if operation == "decision_function" and numbers:
+                best = max(range(len(numbers)), key=numbers.__getitem__)
+                return _class_of(best, classes, max_len), None
+            return NAN, None
+        if not numbers:
+            return NAN, None
+        best = max(range(len(numbers)), key=numbers.__getitem__)
+        return _class_of(best, classes, max_len), numbers[best]
+    return scalar_value(row, max_len), None
+
+
+def _class_of(index: int, classes: Sequence[Any] | None, max_len: int) -> Any:
+    if classes is not None and index < len(classes):
+        return scalar_value(classes[index], max_len)
+    return index
+
+
+def _as_float_or_none(value: Any) -> float | None:
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def prediction_columns(
+    view: OutputView,
+    rows: list[int],
+    operation: str,
+    model: Any,
+    max_len: int,
+) -> tuple[list[Any], list[float] | None]:
+    """(values, scores) of the selected output rows; scores None when none is known."""
+    classes = getattr(model, "classes_", None) if model is not None else None
+    if classes is not None and not isinstance(classes, (list, tuple, np.ndarray)):
+        classes = None
+    pairs = [_row_prediction(r, operation, classes, max_len) for r in view.select(rows)]
+    values = [p[0] for p in pairs]
+    scores = [p[1] for p in pairs]
+    if all(s is None for s in scores):
+        return values, None
+    return values, [NAN if s is None else s for s in scores]
+
+
+def prediction_attributes(
+    values: list[Any], scores: list[float] | None, single: bool, attributes: dict[str, Any]
+) -> None:
+    """Add ``ml.prediction.value`` / ``ml.prediction.score`` (scalar if one row, else arrays)."""
+    if not values:
+        return
+    if single:
+        attributes[semconv.PREDICTION_VALUE] = values[0]
+        if scores is not None:
+            attributes[semconv.PREDICTION_SCORE] = scores[0]
+        return
+    attributes[semconv.PREDICTION_VALUE] = column_value(values, 1 << 30)
+    if scores is not None:
+        attributes[semconv.PREDICTION_SCORE] = [float(s) for s in scores]

@@ -1,0 +1,83 @@
+"""The SDK's metric instruments: the five SPEC instruments and modeltrace's self-metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry.metrics import Counter, Histogram, Meter
+
+from modeltrace import semconv
+
+# Latency buckets suited to models, 0.5 ms .. 30 s (the SDK's defaults are for HTTP ms).
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """Instruments created on one meter; recreated when ``configure()`` changes the meter."""
+
+    duration: Histogram
+    errors: Counter
+    predictions: Counter
+    batch_size: Histogram
+    prediction_value: Histogram
+    sdk_errors: Counter
+    spans_dropped: Counter
+
+
+def create_instruments(meter: Meter) -> Instruments:
+    return Instruments(
+        duration=meter.create_histogram(
+            semconv.METRIC_PREDICT_DURATION,
+            unit="s",
+            description="Duration of model prediction calls.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS_S),
+        ),
+        errors=meter.create_counter(
+            semconv.METRIC_PREDICT_ERRORS,
+            unit="{error}",
+            description="Model prediction calls that raised.",
+        ),
+        predictions=meter.create_counter(
+            semconv.METRIC_PREDICTIONS,
+            unit="{prediction}",
+            description="Rows predicted.",
+        ),
+        batch_size=meter.create_histogram(
+            semconv.METRIC_BATCH_SIZE,
+            unit="{row}",
+            description="Rows per prediction call.",
+            explicit_bucket_boundaries_advisory=list(BATCH_SIZE_BUCKETS),
+        ),
+        prediction_value=meter.create_histogram(
+            semconv.METRIC_PREDICTION_VALUE,
+            description="Numeric model outputs (a uniform sample of up to max_rows rows per call).",
+        ),
+        sdk_errors=meter.create_counter(
+            semconv.METRIC_SDK_ERRORS,
+            unit="{error}",
+            description="Internal modeltrace failures (the host call went on unaffected).",
+        ),
+        spans_dropped=meter.create_counter(
+            semconv.METRIC_SDK_SPANS_DROPPED,
+            unit="{span}",
+            description="Finished spans the span processor dropped (queue full or shut down).",
+        ),
+    )
