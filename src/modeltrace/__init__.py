@@ -19,5 +19,14 @@ __version__ = "0.1.0"
 
 from modeltrace.decorator import current_prediction_id, monitor, wrap
 from modeltrace.labels import record_label
+from modeltrace.setup import ModeltraceHandle, configure
 
-__all__ = ["__version__", "current_prediction_id", "monitor", "record_label", "wrap"]
+__all__ = [
+    "ModeltraceHandle",
+    "__version__",
+    "configure",
+    "current_prediction_id",
+    "monitor",
+    "record_label",
+    "wrap",
+]
