@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from collector_config_checker import (
-    ComponentCatalog,
     CheckResult,
+    ComponentCatalog,
     check_config,
     component_ids,
     load_yaml,
     merge_configs,
 )
-
 from modeltrace import semconv
 
 REPO = Path(__file__).resolve().parents[1]
