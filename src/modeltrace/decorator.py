@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from modeltrace import capture, runtime, semconv
+from modeltrace import capture, runtime, semconv, serving
 from modeltrace.privacy import PrivacyPolicy
 from modeltrace.sampling import ConstantRate, RowBudget
 from modeltrace.settings import Settings, merge
@@ -259,13 +259,22 @@ class ModelCallInstrumentation:
     ) -> _Call | None:
         """Start a call's span; None means "pass through" (disabled, nested, internal failure)."""
         try:
-            cfg = self.config()
+            # Web integrations (modeltrace.serving): excluded requests are not
+            # traced; traced ones supply app defaults and get their span tagged.
+            if serving.suppressed():
+                return None
+            scope = serving.current_scope()
+            instr = self if scope is None else scope.defaults.apply(self)
+            cfg = instr.config()
             if cfg.disabled:
                 return None
             active = _ACTIVE.get()
-            if active is not None and active.key == self.key:
+            if active is not None and active.key == instr.key:
                 return None
-            return _Call(self, cfg, instance, args, kwargs, attach)
+            call = _Call(instr, cfg, instance, args, kwargs, attach)
+            if scope is not None:
+                scope.note_model(instr.model, instr.version)
+            return call
         except Exception as exc:
             runtime.report_internal_error("monitor.begin", exc)
             return None
