@@ -228,8 +228,9 @@ async def get_drift(request: Request) -> Response:
 
 
 def _unknown_model_message(exc: Exception, model: str, version: str) -> str:
-    text = str(exc).strip("'\" ")
-    return text or f"unknown model {model!r} version {version!r}"
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc) or f"unknown model {model!r} version {version!r}"
 
 
 def _jsonable(value: Any) -> Any:
