@@ -1,0 +1,24 @@
+"""Integrations of modeltrace with serving frameworks and model libraries.
+
+- ``modeltrace.integrations.flask.instrument_app(app, **monitor_defaults)``
+- ``modeltrace.integrations.fastapi.instrument_app(app, **monitor_defaults)``
+- ``modeltrace.integrations.sklearn.SklearnInstrumentor`` (zero code, entry
+  point ``sklearn`` of ``opentelemetry_instrumentor``)
+- ``modeltrace.integrations.prefork``: gunicorn / multi-worker notes and hooks
+
+Each submodule imports its framework; this package imports none of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def excluded_urls_from_env(framework: str) -> str | None:
+    """The raw excluded-URL list for ``framework`` as the contrib instrumentations read it.
+
+    ``OTEL_PYTHON_{FRAMEWORK}_EXCLUDED_URLS``, else ``OTEL_PYTHON_EXCLUDED_URLS``;
+    read at call time (the contrib modules read it once, at import).
+    """
+    specific = os.environ.get(f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS", "").strip()
+    return specific or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS", "").strip() or None
