@@ -184,6 +184,8 @@ class ModelCallInstrumentation:
         merge(Settings(), **self.options)  # validates now: precise errors at decoration time
         self.key = (self.model, self.version)
         self._config: _Config | None = None
+        # Name of the input parameter, for calls passing it by keyword (FastAPI does).
+        self.input_name: str | None = None
 
     # -- configuration --------------------------------------------------
     def config(self) -> _Config:
@@ -326,6 +328,8 @@ class ModelCallInstrumentation:
 
     def wrapper_for(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """The wrapt wrapper function suited to ``func``'s kind."""
+        if self.input_name is None:
+            self.input_name = _input_parameter(func)
         target = (
             inspect.unwrap(func)
             if not isinstance(func, (staticmethod, classmethod))
@@ -338,6 +342,18 @@ class ModelCallInstrumentation:
         if inspect.isgeneratorfunction(target):
             return self.call_generator
         return self.call_sync
+
+
+def _input_parameter(func: Callable[..., Any]) -> str | None:
+    """The first parameter of ``func`` other than a leading ``self``/``cls``, if any."""
+    try:
+        target = func.__func__ if isinstance(func, (staticmethod, classmethod)) else func
+        names = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return None
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return names[0] if names else None
 
 
 class _Call:
@@ -380,7 +396,10 @@ class _Call:
         self.rows: list[int] | None = None
         self.captured = False
         try:
-            x = args[0] if args else (next(iter(kwargs.values())) if kwargs else None)
+            x = args[0] if args else None
+            if not args and kwargs:
+                name = instr.input_name
+                x = kwargs[name] if name in kwargs else next(iter(kwargs.values()))
             view = capture.adapt_input(x, instr.feature_names, model_obj)
             if view is not None:
                 self.n_rows = view.n_rows
