@@ -101,7 +101,7 @@ class ServingDefaults:
             version = values["version"]
         options = {k: v for k, v in values.items() if k in _SETTING_OPTIONS}
         options.update(instrumentation.options)
-        return ModelCallInstrumentation(
+        derived = ModelCallInstrumentation(
             model=instrumentation.model,
             version=version,
             operation=instrumentation.operation,
@@ -111,6 +111,8 @@ class ServingDefaults:
             model_obj=instrumentation.model_obj,
             **options,
         )
+        derived.input_name = instrumentation.input_name
+        return derived
 
 
 @dataclass
