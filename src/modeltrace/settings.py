@@ -198,11 +198,20 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         values["hash"] = parse_names(environ[ENV_HASH])
     if ENV_HASH_SALT in environ:
         values["hash_salt"] = environ[ENV_HASH_SALT]
+    variables = {
+        "disabled": ENV_DISABLED,
+        "sample_rate": ENV_SAMPLE_RATE,
+        "rows_per_second": ENV_ROWS_PER_SECOND,
+        "max_rows": ENV_MAX_ROWS,
+        "max_features": ENV_MAX_FEATURES,
+        "max_string_length": ENV_MAX_STRING_LENGTH,
+    }
     for key, value in list(values.items()):
         try:
             values[key] = _validate(key, value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"environment: {exc}") from None
+            var = variables.get(key, "MODELTRACE_*")
+            raise ValueError(f"{var}={environ.get(var, '')!r}: {exc}") from None
     return values
 
 
