@@ -8,3 +8,22 @@ functions of ``modeltrace.drift.statistics`` compare the two; the
 """
 
 from __future__ import annotations
+
+from modeltrace.drift.aggregator import (
+    DriftAggregator,
+    IngestResult,
+    MissingReferenceError,
+    UnknownModelError,
+)
+from modeltrace.drift.reference import Reference
+from modeltrace.drift.report import DriftReport, FeatureDrift
+
+__all__ = [
+    "DriftAggregator",
+    "DriftReport",
+    "FeatureDrift",
+    "IngestResult",
+    "MissingReferenceError",
+    "Reference",
+    "UnknownModelError",
+]

@@ -124,8 +124,6 @@ class Extraction:
 
 # --- values ----------------------------------------------------------------
 
-_NUMERIC_TYPES = (float, int, bool)
-
 
 def _normalize_scalar(value: Any) -> float | str | None:
     """A scalar attribute value as float, str, or None (missing)."""
@@ -133,24 +131,28 @@ def _normalize_scalar(value: Any) -> float | str | None:
         return None
     if isinstance(value, str):
         return value or None
-    if isinstance(value, _NUMERIC_TYPES):
+    if isinstance(value, (int, float, np.number, np.bool_)):
         return float(value)
     raise _RejectedSpan(f"unsupported value type {type(value).__name__}")
 
 
 def _values_to_array(values: Sequence[Any]) -> np.ndarray:
     """Array attribute values -> float64 (numbers, NaN missing) or object (text, None missing)."""
-    kinds = {type(v) for v in values}
-    if kinds <= {float, int, bool}:
+    text = missing = False
+    for kind in {type(v) for v in values}:
+        if issubclass(kind, str):
+            text = True
+        elif kind is type(None):
+            missing = True
+        elif not issubclass(kind, (int, float, np.number, np.bool_)):
+            raise _RejectedSpan(f"unsupported array element type {kind.__name__}")
+    if not text:
+        if missing:
+            return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
         return np.array(values, dtype=np.float64)
-    if kinds <= {float, int, bool, type(None)}:
-        return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-    if kinds <= {str, float, int, bool, type(None)}:
-        out = np.empty(len(values), dtype=object)
-        out[:] = [_normalize_object(v) for v in values]
-        return out
-    bad = sorted(k.__name__ for k in kinds - {str, float, int, bool, type(None)})
-    raise _RejectedSpan(f"unsupported array element type {bad[0]}")
+    out = np.empty(len(values), dtype=object)
+    out[:] = [_normalize_object(v) for v in values]
+    return out
 
 
 def _normalize_object(value: Any) -> float | str | None:
