@@ -3,7 +3,7 @@
 ``Reference.from_data`` summarises a training (or validation) set per feature:
 its kind (numeric or categorical), bins fixed from the reference quantiles
 (numeric) or its top-K categories plus ``other`` (categorical), the counts in
-those bins, a bounded uniform sample of raw values, the missing ratio,
+those bins, a bounded sample of raw values (evenly spaced quantiles), the missing ratio,
 min/max/mean/std. Predictions become the feature ``__prediction__``; targets are
 kept apart for performance monitoring. The summary has a bounded size whatever
 the number of training rows, and is saved as versioned JSON
@@ -80,8 +80,10 @@ def table_columns(
     columns: dict[str, np.ndarray]
     if _is_dataframe(data):
         frame: Any = data
-        names = [str(c) for c in frame.columns]
-        columns = {name: _column_array(frame.iloc[:, i]) for i, name in enumerate(names)}
+        frame_names = [str(c) for c in frame.columns]
+        if len(set(frame_names)) != len(frame_names):
+            raise ValueError("the DataFrame has duplicate column names")
+        columns = {name: _column_array(frame.iloc[:, i]) for i, name in enumerate(frame_names)}
     elif isinstance(data, Mapping):
         columns = {str(k): _column_array(v) for k, v in data.items()}
     elif isinstance(data, np.ndarray):
@@ -254,9 +256,7 @@ class FeatureReference:
             top = ranked[:top_k]
             binning = Binning("categorical", categories=tuple(u for u, _ in top), known=known)
             category_counts = dict(top)
-        sketch = FeatureSketch(
-            binning, reservoir_size=reservoir_size, exemplars_per_bin=0, seed=seed
-        )
+        sketch = FeatureSketch(binning, reservoir_size=0, exemplars_per_bin=0, seed=seed)
         sketch.update(column, np.ones(column.shape[0]))
         return cls(
             name=name,
@@ -265,7 +265,9 @@ class FeatureReference:
             counts=sketch.counts,
             n=sketch.n,
             missing=sketch.missing_raw,
-            reservoir=sketch.reservoir_values(),
+            reservoir=_quantile_sample(column, reservoir_size)
+            if kind == "numeric"
+            else np.empty(0),
             category_counts=category_counts,
             reservoir_size=reservoir_size,
             **summary,
@@ -354,6 +356,26 @@ class FeatureReference:
             raise ReferenceFormatError(f"{where}: missing field {exc.args[0]!r}") from exc
         except (TypeError, ValueError) as exc:
             raise ReferenceFormatError(f"{where}: {exc}") from exc
+
+
+def _quantile_sample(column: np.ndarray, size: int) -> np.ndarray:
+    """Up to ``size`` reference values evenly spread over the reference's quantiles.
+
+    A systematic sample of the sorted finite values: its empirical CDF is within
+    ``1 / size`` of the reference's, where a random sample of the same size would
+    err by about ``1 / sqrt(size)``. That error would be frozen into every
+    comparison with this reference (a persistent false-positive rate), so the
+    reference keeps quantiles rather than a random reservoir. Every value is an
+    actual observation (inverted-CDF quantiles).
+    """
+    x = as_float(column)
+    finite = np.sort(x[np.isfinite(x)])
+    if finite.size <= size:
+        return finite
+    if size == 0:
+        return np.empty(0, dtype=np.float64)
+    levels = (np.arange(size) + 0.5) / size
+    return np.quantile(finite, levels, method="inverted_cdf")
 
 
 def _opt(value: float | None) -> float | None:
@@ -463,19 +485,25 @@ class Reference:
                 return None
             return "categorical" if overrides[name] else "numeric"
 
+        def summarise(name: str, column: np.ndarray, kind: FeatureKind | None) -> FeatureReference:
+            return FeatureReference.from_column(
+                name,
+                column,
+                kind=kind,
+                bins=bins,
+                top_k=top_k,
+                reservoir_size=reservoir_size,
+                seed=seed,
+            )
+
         features = {
-            name: FeatureReference.from_column(name, column, kind=kind_of(name), **options)
-            for name, column in columns.items()
+            name: summarise(name, column, kind_of(name)) for name, column in columns.items()
         }
         if prediction_column is not None:
-            features[PREDICTION_FEATURE] = FeatureReference.from_column(
-                PREDICTION_FEATURE, prediction_column, kind=kind_of(PREDICTION_FEATURE), **options
+            features[PREDICTION_FEATURE] = summarise(
+                PREDICTION_FEATURE, prediction_column, kind_of(PREDICTION_FEATURE)
             )
-        target = (
-            FeatureReference.from_column("__target__", target_column, **options)
-            if target_column is not None
-            else None
-        )
+        target = summarise("__target__", target_column, None) if target_column is not None else None
         return cls(
             features=features,
             target=target,
