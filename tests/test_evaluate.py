@@ -42,7 +42,7 @@ def reference() -> Reference:
 
 def window_of(reference: Reference, columns: dict[str, np.ndarray], weights=None) -> ModelWindow:
     n = len(next(iter(columns.values())))
-    window = ModelWindow(reference)
+    window = ModelWindow(reference, seed=0)
     ids = [f"trace-{i}" for i in range(n)]
     window.update(columns, np.ones(n) if weights is None else weights, ids, 1_000.0)
     return window
@@ -115,8 +115,9 @@ def test_scores_match_scipy(reference: Reference) -> None:
     chi2 = stats.chi2_contingency(np.vstack([counts_ref[keep], counts_cur[keep]]), correction=False)
     assert report.feature("mix").score == pytest.approx(chi2.statistic, rel=1e-6)
     large = draw(5000, seed=5, shift=0.4)
-    report = evaluate(reference, window_of(reference, large))
-    window = window_of(reference, large).current()["mean_shift"]
+    large_window = window_of(reference, large)
+    report = evaluate(reference, large_window)
+    window = large_window.current()["mean_shift"]
     ref_sample = reference["mean_shift"].reservoir
     distance = stats.wasserstein_distance(ref_sample, window.reservoir_values(), None,
                                           window.reservoir_weights())  # fmt: skip

@@ -118,6 +118,7 @@ def test_state_round_trip(reference: Reference) -> None:
     window.update({"zzz": np.ones(2)}, np.ones(2), None, 480.0)
     for state in (json.loads(json.dumps(window.to_state())), window.to_bytes()):
         restored = ModelWindow.from_state(state, reference)
+        assert restored.seed == window.seed  # the random streams continue
         assert restored.counters == window.counters
         assert restored.bounds() == window.bounds()
         now, then = restored.current(), window.current()
@@ -182,3 +183,14 @@ def test_invalid_batches_are_rejected(reference: Reference) -> None:
     with pytest.raises(ValueError, match="count"):
         ModelWindow(reference, count=0)
     assert window.rows == 0
+
+
+def test_unseeded_replicas_sample_independently(reference: Reference) -> None:
+    left, right = ModelWindow(reference), ModelWindow(reference)
+    assert left.seed != right.seed
+    x = np.random.default_rng(3).normal(size=2000)
+    left.update({"x": x}, np.ones(x.size), None, 1.0)
+    right.update({"x": x}, np.ones(x.size), None, 1.0)
+    kept_left = set(left.current()["x"].reservoir_values().tolist())
+    kept_right = set(right.current()["x"].reservoir_values().tolist())
+    assert kept_left != kept_right

@@ -15,7 +15,8 @@ at most one bounded sketch per tracked feature. Features missing from the
 reference, and reference features beyond ``max_features``, are not tracked:
 their rows are counted (and a few names kept) for the report, never stored.
 Windows of several replicas merge exactly (``merge``): pane counts add and
-reservoirs merge by weight.
+reservoirs merge by weight (give replicas different seeds, or none, so their
+samples are independent).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class ModelWindow:
         pane_rows: int | None = None,
         reservoir_size: int | None = None,
         exemplars_per_bin: int = DEFAULT_EXEMPLARS_PER_BIN,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         if not isinstance(reference, Reference):
             raise TypeError(f"reference must be a Reference, got {type(reference).__name__}")
@@ -161,7 +162,10 @@ class ModelWindow:
             raise ValueError(f"reservoir_size must be >= 0, got {reservoir_size}")
         self.reservoir_size = reservoir_size
         self.exemplars_per_bin = exemplars_per_bin
-        self.seed = int(seed)
+        # Without a seed, fresh entropy: replicas then sample independently, which
+        # keeps merged reservoirs a proper weighted sample. The seed is part of the
+        # state, so a restored window continues the same random streams.
+        self.seed = int(np.random.SeedSequence().entropy if seed is None else seed)
         names = list(reference.features)
         self._tracked: dict[str, int] = {n: i for i, n in enumerate(names[:max_features])}
         self._fingerprint = reference_fingerprint(reference)
