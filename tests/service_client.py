@@ -63,6 +63,17 @@ def make_exporter(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+        if args.certificate is not None:
+            import grpc
+
+            credentials = grpc.ssl_channel_credentials(args.certificate.read_bytes())
+            return OTLPSpanExporter(
+                endpoint=args.endpoint,
+                insecure=False,
+                credentials=credentials,
+                headers=headers,
+                timeout=args.timeout,
+            )
         return OTLPSpanExporter(
             endpoint=args.endpoint, insecure=True, headers=headers, timeout=args.timeout
         )
@@ -71,7 +82,11 @@ def make_exporter(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     compression = Compression.Gzip if args.gzip else Compression.NoCompression
     return OTLPSpanExporter(
-        endpoint=args.endpoint, headers=headers, timeout=args.timeout, compression=compression
+        endpoint=args.endpoint,
+        headers=headers,
+        timeout=args.timeout,
+        compression=compression,
+        certificate_file=str(args.certificate) if args.certificate is not None else None,
     )
 
 
@@ -89,6 +104,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--token", default=None)
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--certificate", type=Path, default=None, help="CA/cert PEM for TLS")
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

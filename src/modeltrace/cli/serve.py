@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"modeltrace serve: error: {exc}", file=sys.stderr)
         return 2
     from modeltrace.drift.service.runner import run_service
+    from modeltrace.drift.store import StoreError
 
     try:
         return run_service(config)
-    except AuthTokenError as exc:
+    except (AuthTokenError, StoreError) as exc:
         print(f"modeltrace serve: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -51,7 +51,9 @@ class TraceReceiver:
     def outcome(self, result: IngestResultLike, transport: str) -> ExportOutcome:
         rejected = int(result.rejected)
         accepted = int(result.accepted)
-        self.metrics.spans_received.add(accepted + rejected, {"transport": transport})
+        # Spans that are neither predictions nor labels are acknowledged and ignored.
+        ignored = int(getattr(result, "ignored", 0))
+        self.metrics.spans_received.add(accepted + rejected + ignored, {"transport": transport})
         if rejected:
             self.metrics.spans_rejected.add(rejected, {"transport": transport})
         self.metrics.record_request(transport, "partial" if rejected else "ok")

@@ -51,9 +51,10 @@ def _open_aggregator(config: ServeConfig, pipeline: MetricsPipeline) -> Any:
 
     return DriftAggregator(
         store=config.store,
-        window=config.window,
-        pane=config.pane,
+        pane_seconds=config.pane,
+        window_seconds=config.window,
         meter_provider=pipeline.meter_provider,
+        checkpoint_seconds=config.checkpoint_interval,
     )
 
 
@@ -171,7 +172,7 @@ class Service:
                     lifespan="on",
                     ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
                     ssl_keyfile=str(config.tls_key) if config.tls_key else None,
-                    timeout_graceful_shutdown=30,
+                    timeout_graceful_shutdown=10,
                     timeout_keep_alive=30,
                     server_header=False,
                 )
