@@ -137,8 +137,17 @@ def _resource(service_name: str | None, resource_attributes: Mapping[str, Any] |
     return Resource.create(attributes)
 
 
-def _count_drop(count: int, reason: str) -> None:
-    runtime.current().instruments.spans_dropped.add(count, {semconv.DROP_REASON: reason})
+class _DropCounter:
+    """Counts dropped spans on the meter provider ``configure()`` chose, once it exists."""
+
+    def __init__(self) -> None:
+        self.counter: Any = None
+
+    def __call__(self, count: int, reason: str) -> None:
+        counter = self.counter
+        if counter is None:
+            counter = runtime.current().instruments.spans_dropped
+        counter.add(count, {semconv.DROP_REASON: reason})
 
 
 def _run_bounded(action: Callable[[], Any], timeout_s: float, what: str) -> bool:
@@ -245,6 +254,7 @@ def configure(
     export_timeout_millis: int | None = None,
     metric_export_interval_millis: int | None = None,
     shutdown_timeout_millis: int | None = None,
+    set_global: bool = True,
     **settings: Any,
 ) -> ModeltraceHandle:
     """Set up tracing and metrics for modeltrace and return a handle.
@@ -255,6 +265,9 @@ def configure(
     the standard ``OTEL_EXPORTER_OTLP_*`` variables. ``tracer_provider`` /
     ``meter_provider`` use given providers as they are; ``span_exporter`` /
     ``metric_readers`` replace the OTLP exporter / reader of new providers.
+    ``set_global=False`` neither uses nor sets the OpenTelemetry global
+    providers (embedding, tests); by default existing SDK providers are used
+    and new ones become global when none is set.
     ``drift``: an object with ``span_processor()`` (the ``DriftAggregator``),
     fed every finished span in-process. ``settings``: the capture settings
     (disabled, sample_rate, rows_per_second, max_rows, max_features,
@@ -311,13 +324,14 @@ def configure(
         raise ValueError(f"endpoint must be a non-empty URL string, got {endpoint!r}")
 
     added: list[SpanProcessor] = []
+    drop_counter = _DropCounter()
     own_processor: DropCountingSpanProcessor | None = None
     metric_exporter: Any = None
 
     # --- traces ---
     owns_tp = False
     tp = tracer_provider
-    if tp is None:
+    if tp is None and set_global:
         current_tp = trace.get_tracer_provider()
         if isinstance(current_tp, trace.ProxyTracerProvider) or current_tp in (
             _created_tracer_providers
@@ -338,12 +352,12 @@ def configure(
             max_queue_size=queue_size,
             max_export_batch_size=batch_size,
             schedule_delay_millis=delay,
-            on_drop=_count_drop,
+            on_drop=drop_counter,
         )
         tp.add_span_processor(own_processor)
         owns_tp = True
         _created_tracer_providers.append(tp)
-        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        if set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(tp)
     if processor_drift is not None:
         add = getattr(tp, "add_span_processor", None)
@@ -358,7 +372,7 @@ def configure(
     # --- metrics ---
     owns_mp = False
     mp = meter_provider
-    if mp is None:
+    if mp is None and set_global:
         current_mp = metrics.get_meter_provider()
         if type(current_mp).__name__ == "_ProxyMeterProvider" or current_mp in (
             _created_meter_providers
@@ -385,8 +399,9 @@ def configure(
         mp = MeterProvider(resource=resource, metric_readers=readers)
         owns_mp = True
         _created_meter_providers.append(mp)
-        if type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+        if set_global and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
             metrics.set_meter_provider(mp)
 
-    runtime.install(tp, mp, resolved)
+    installed = runtime.install(tp, mp, resolved)
+    drop_counter.counter = installed.instruments.spans_dropped
     return ModeltraceHandle(tp, mp, owns_tp, owns_mp, own_processor, added, timeout_millis)
