@@ -1,4 +1,4 @@
-"""configure(): OTLP round trips, OTEL_* variables, existing providers, drift feed, dead endpoints."""
+"""configure(): OTLP round trips, OTEL_* variables, existing providers, drift, dead endpoints."""
 
 from __future__ import annotations
 
