@@ -619,6 +619,7 @@ class DriftAggregator:
             raise ValueError("cannot merge an aggregator with itself")
         with other._lock:
             references = dict(other._references)
+            overrides = dict(other._overrides)
             windows = {k: w.to_bytes() for k, w in other._windows.items()}
             stats = {k: ModelStats.from_dict(s.to_dict()) for k, s in other._stats.items()}
             dropped = (other._dropped.spans, list(other._dropped.models))
@@ -627,6 +628,8 @@ class DriftAggregator:
             for key, reference in references.items():
                 if key not in self._references:
                     self.set_reference(key[0], key[1], reference)
+                    if key in overrides and key not in self._overrides:
+                        self._overrides[key] = overrides[key]
             for key, state in windows.items():
                 mine = self._windows[key]
                 reference = references[key]
