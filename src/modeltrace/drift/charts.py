@@ -23,7 +23,7 @@ from html import escape
 
 REFERENCE_COLOUR = "#7b8da6"
 CURRENT_COLOUR = "#e07b24"
-LINE_COLOURS = ("#1f6fb2", "#b2401f", "#2c8a4b", "#7a4fb0")
+LINE_COLOURS = ("#1f6fb2", "#2c8a4b", "#7a4fb0", "#8a6d1f")
 THRESHOLD_COLOUR = "#c0392b"
 AXIS_COLOUR = "#888888"
 FONT = 'font-family="system-ui, sans-serif"'
@@ -46,8 +46,10 @@ def format_number(value: float | None, digits: int = 3) -> str:
         return "\u2013"
     if number == 0:
         return "0"
-    if abs(number) >= 1e5 or abs(number) < 1e-3:
+    if abs(number) >= 1e12 or abs(number) < 1e-3:
         return f"{number:.{digits - 1}e}"
+    if abs(number) >= 10**digits or number.is_integer():
+        return f"{number:,.0f}"
     return f"{number:.{digits}g}"
 
 
@@ -313,6 +315,8 @@ def line_chart(
             f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{THRESHOLD_COLOUR}" stroke-dasharray="4 3"><title>threshold '
             f"{escape(format_number(limit))}</title></line>"
+            f'<text {FONT} font-size="9" fill="{THRESHOLD_COLOUR}" x="{width - right - 2}" '
+            f'y="{y - 3:.1f}" text-anchor="end">threshold {escape(format_number(limit))}</text>'
         )
     for i, (s, pts) in enumerate(cleaned):
         colour = LINE_COLOURS[i % len(LINE_COLOURS)]
