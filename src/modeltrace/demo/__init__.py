@@ -1,0 +1,1 @@
+"""The ``modeltrace demo`` command: synthetic data, a served model, drifting traffic."""
