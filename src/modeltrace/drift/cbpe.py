@@ -52,6 +52,7 @@ from modeltrace.drift.performance import (
     ScoreKind,
     scores_from_confusion,
     validate_weights,
+    weighted_counts,
 )
 
 CalibrationMethod = Literal["isotonic", "histogram"]
@@ -147,8 +148,8 @@ class ProbabilityCalibrator:
             raise ValueError("calibration needs at least one row with a positive weight")
         if method == "isotonic":
             uniq, inverse = np.unique(s, return_inverse=True)
-            mass = np.bincount(inverse, weights=w)
-            rate = np.bincount(inverse, weights=w * y) / mass
+            mass = weighted_counts(inverse, weights=w)
+            rate = weighted_counts(inverse, weights=w * y) / mass
             fitted = _pool_adjacent_violators(rate, mass)
             return cls("isotonic", tuple(uniq.tolist()), tuple(fitted.tolist()))
         if method == "histogram":
@@ -156,8 +157,8 @@ class ProbabilityCalibrator:
                 raise ValueError("n_bins must be >= 1")
             inner = np.unique(np.quantile(s, np.linspace(0, 1, n_bins + 1)[1:-1]))
             idx = np.searchsorted(inner, s, side="right")
-            mass = np.bincount(idx, weights=w, minlength=inner.shape[0] + 1)
-            hits = np.bincount(idx, weights=w * y, minlength=inner.shape[0] + 1)
+            mass = weighted_counts(idx, weights=w, minlength=inner.shape[0] + 1)
+            hits = weighted_counts(idx, weights=w * y, minlength=inner.shape[0] + 1)
             edges = np.concatenate([[0.0], inner, [1.0]])
             centres = (edges[:-1] + edges[1:]) / 2
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -469,8 +470,8 @@ def estimate_performance(
             }
     else:
         # Top-class confidence of a multiclass model: expected right / predicted per class.
-        predicted = np.bincount(pred_codes, weights=w, minlength=k)
-        right = np.bincount(pred_codes, weights=w * top, minlength=k)
+        predicted = weighted_counts(pred_codes, weights=w, minlength=k)
+        right = weighted_counts(pred_codes, weights=w * top, minlength=k)
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(predicted > 0, right / predicted, 0.0)
         seen = predicted > 0

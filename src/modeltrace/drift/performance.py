@@ -187,6 +187,13 @@ def _validate_probabilities(scores: ArrayLike, n: int, ndim: int) -> NDArray[np.
 # --------------------------------------------------------------------------
 
 
+def weighted_counts(
+    codes: NDArray[np.intp], weights: NDArray[np.float64], minlength: int = 0
+) -> NDArray[np.float64]:
+    """Sum of ``weights`` per integer code (``np.bincount`` typed as float)."""
+    return np.asarray(np.bincount(codes, weights=weights, minlength=minlength), dtype=np.float64)
+
+
 def class_labels(y_true: ArrayLike, y_pred: ArrayLike) -> NDArray[Any]:
     """The sorted union of the labels seen in ``y_true`` and ``y_pred``."""
     t, p = _validate_labels(y_true, y_pred)
@@ -220,7 +227,7 @@ def confusion_matrix(
     k = labels.shape[0]
     ti = _codes(t, labels, "y_true")
     pi = _codes(p, labels, "y_pred")
-    matrix = np.bincount(ti * k + pi, weights=w, minlength=k * k).reshape(k, k)
+    matrix = weighted_counts(ti * k + pi, weights=w, minlength=k * k).reshape(k, k)
     return labels, matrix
 
 
@@ -276,8 +283,8 @@ def roc_auc_binary(
     if s.shape[0] != y.shape[0]:
         raise ValueError(f"scores has {s.shape[0]} rows, expected {y.shape[0]}")
     uniq, inverse = np.unique(s, return_inverse=True)
-    pos = np.bincount(inverse, weights=w * y, minlength=uniq.shape[0])
-    neg = np.bincount(inverse, weights=w * ~y, minlength=uniq.shape[0])
+    pos = weighted_counts(inverse, weights=w * y, minlength=uniq.shape[0])
+    neg = weighted_counts(inverse, weights=w * ~y, minlength=uniq.shape[0])
     total_pos = float(pos.sum())
     total_neg = float(neg.sum())
     if total_pos <= 0 or total_neg <= 0:
@@ -742,7 +749,7 @@ def classification_performance(
         total = float(ww.sum())
         if total <= 0:
             return {}
-        matrix = np.bincount(tc * k + pc, weights=ww, minlength=k * k).reshape(k, k)
+        matrix = weighted_counts(tc * k + pc, weights=ww, minlength=k * k).reshape(k, k)
         per = scores_from_confusion(matrix)
         present = (matrix.sum(axis=0) + matrix.sum(axis=1)) > 0
         values: dict[str, float | None] = {
@@ -764,7 +771,7 @@ def classification_performance(
 
     point = metrics_of(None)
     realized = {name: v for name, v in point.items() if v is not None}
-    matrix = np.bincount(true_codes * k + pred_codes, weights=w, minlength=k * k).reshape(k, k)
+    matrix = weighted_counts(true_codes * k + pred_codes, weights=w, minlength=k * k).reshape(k, k)
     per = scores_from_confusion(matrix)
     per_class = {
         str(_json_label(label)): {
