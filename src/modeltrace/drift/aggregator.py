@@ -175,7 +175,9 @@ class DriftAggregator:
     sliding window they make; ``count``: a count window of that many rows instead.
     ``meter_provider``: where the ``ml.drift.*`` gauges go (default: the global one).
     ``checkpoint_seconds``/``checkpoint_payloads``: how often ``ingest_durable``
-    checkpoints on its own.
+    checkpoints on its own. ``read_only``: open an existing store without writing to
+    it (windows are loaded and the inbox replayed in memory; reports are not
+    recorded and nothing is persisted).
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class DriftAggregator:
         checkpoint_seconds: float = 30.0,
         checkpoint_payloads: int = 1000,
         history_limit: int = 200,
+        read_only: bool = False,
     ) -> None:
         self.pane_seconds = _positive_number("pane_seconds", pane_seconds)
         self.window_seconds = _positive_number("window_seconds", window_seconds)
@@ -213,8 +216,9 @@ class DriftAggregator:
         self._store = (
             store
             if isinstance(store, DriftStore)
-            else DriftStore(store, history_limit=history_limit)
+            else DriftStore(store, history_limit=history_limit, read_only=read_only)
         )
+        self.read_only = self._store.read_only
         self._lock = threading.RLock()
         self._references: dict[ModelKey, Reference] = {}
         self._windows: dict[ModelKey, ModelWindow] = {}
@@ -307,7 +311,8 @@ class DriftAggregator:
         with self._lock:
             if self._closed:
                 return
-            self.checkpoint()
+            if not self.read_only:
+                self.checkpoint()
             self._closed = True
             self._store.close()
 
@@ -540,9 +545,10 @@ class DriftAggregator:
             n_samples=window.rows,
             counters=window.counters,
         )
-        self._store.add_report(
-            key[0], key[1], report.generated_at, json.dumps(report.to_dict(), allow_nan=False)
-        )
+        if not self.read_only:
+            self._store.add_report(
+                key[0], key[1], report.generated_at, json.dumps(report.to_dict(), allow_nan=False)
+            )
         self._latest[key] = report
         self._changed.discard(key)
         return report

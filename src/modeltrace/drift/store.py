@@ -9,7 +9,9 @@ Tables (schema version ``SCHEMA_VERSION``, kept in ``meta``):
 * ``report_history`` — past ``DriftReport`` JSON, the newest ``history_limit``
   per (model, version).
 
-One connection, guarded by a lock, serves every thread. ``":memory:"`` gives
+One connection, guarded by a lock, serves every thread; ``read_only=True``
+opens an existing store for reading only (``modeltrace report`` next to a
+running service). ``":memory:"`` gives
 a private in-memory store (for tests). Durability: a committed inbox row
 survives a crash of the process (WAL, ``synchronous=NORMAL``); ``checkpoint``
 replaces window states and deletes the inbox rows they include in one
@@ -22,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -95,17 +98,27 @@ class DriftStore:
         path: str | os.PathLike[str] = "modeltrace.db",
         *,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(history_limit, int) or history_limit < 1:
             raise ValueError(f"history_limit must be a positive integer, got {history_limit!r}")
         self.path = os.fspath(path)
         self.history_limit = history_limit
+        self.read_only = bool(read_only)
         self._lock = threading.RLock()
         self._closed = False
+        if self.read_only and (self.path == ":memory:" or not os.path.isfile(self.path)):
+            raise StoreError(f"no store at {self.path!r}")
         try:
-            self._conn = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=30.0
-            )
+            if self.read_only:
+                uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30.0
+                )
+            else:
+                self._conn = sqlite3.connect(
+                    self.path, check_same_thread=False, isolation_level=None, timeout=30.0
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path!r}: {exc}") from exc
         try:
@@ -121,6 +134,14 @@ class DriftStore:
 
     def _setup(self) -> None:
         conn = self._conn
+        if self.read_only:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None or int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path!r} has schema version {row and row[0]}; this modeltrace "
+                    f"reads version {SCHEMA_VERSION}"
+                )
+            return
         if self.path != ":memory:":
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -166,9 +187,10 @@ class DriftStore:
 
         def __enter__(self) -> sqlite3.Connection:
             self.store._lock.acquire()
-            if self.store._closed:
+            if self.store._closed or self.store.read_only:
                 self.store._lock.release()
-                raise StoreError("the store is closed")
+                state = "closed" if self.store._closed else "read-only"
+                raise StoreError(f"the store is {state}")
             try:
                 self.store._conn.execute("BEGIN IMMEDIATE")
             except BaseException:
