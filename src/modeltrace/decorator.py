@@ -283,6 +283,8 @@ class ModelCallInstrumentation:
 
     # -- wrappers (wrapt signature) ----------------------------------------
     def call_sync(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if runtime.disabled:
+            return wrapped(*args, **kwargs)
         call = self.begin(instance, args, kwargs, attach=True)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -366,6 +368,7 @@ class _Call:
         "instr",
         "model_obj",
         "n_rows",
+        "pending",
         "prediction_id",
         "rows",
         "span",
@@ -395,6 +398,10 @@ class _Call:
         self.n_rows: int | None = None
         self.rows: list[int] | None = None
         self.captured = False
+        # Captured features are set on the span once, at its end: the SDK cleans
+        # attributes given at start twice (sampler, then span), set ones once.
+        pending: dict[str, Any] = {}
+        self.pending = pending
         try:
             x = args[0] if args else None
             if not args and kwargs:
@@ -406,7 +413,7 @@ class _Call:
                 attributes[semconv.BATCH_SIZE] = view.n_rows
                 self._sample(view.n_rows, attributes)
                 if self.captured and cfg.capture_features and self.rows:
-                    capture.feature_attributes(view, self.rows, cfg.limits, cfg.policy, attributes)
+                    capture.feature_attributes(view, self.rows, cfg.limits, cfg.policy, pending)
         except Exception as exc:
             runtime.report_internal_error("capture.features", exc)
         self.span = cfg.tracer.start_span(
@@ -425,7 +432,7 @@ class _Call:
         # Probability that each row of this call was captured: call sampling x row subsampling.
         attributes[semconv.SAMPLE_RATE] = rate * offered / n_rows if n_rows else rate
         if self.captured:
-            attributes[semconv.SAMPLE_INDICES] = self.rows
+            self.pending[semconv.SAMPLE_INDICES] = self.rows
 
     def enter(self) -> tuple[Any, Any]:
         ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
@@ -454,9 +461,9 @@ class _Call:
             cfg = self.cfg
             duration = time.perf_counter() - self.start
             instruments = cfg.instruments
-            attributes: dict[str, Any] = {}
+            attributes = self.pending
             values: list[Any] = []
-            if outputs:
+            if outputs and (cfg.capture_predictions or self.n_rows is None):
                 values = self._outputs(result, attributes)
             n_rows = self.n_rows if self.n_rows is not None else 1
             if semconv.BATCH_SIZE not in attributes and self.n_rows is None:
@@ -465,7 +472,7 @@ class _Call:
                 self.span.set_attributes(attributes)
             self.span.end()
             instruments.duration.record(duration, cfg.metric_attributes)
-            instruments.predictions.add(n_rows, cfg.volume_attributes)
+            instruments.predictions.add(self.instr.key, n_rows)
             instruments.batch_size.record(n_rows, cfg.volume_attributes)
             histogram = instruments.prediction_value
             for value in values:
@@ -512,7 +519,9 @@ class _Call:
             duration = time.perf_counter() - self.start
             error_type = type(exc).__qualname__
             span = self.span
-            span.set_attribute(semconv.ERROR_TYPE, error_type)
+            attributes = self.pending
+            attributes[semconv.ERROR_TYPE] = error_type
+            span.set_attributes(attributes)
             try:
                 description = f"{error_type}: {exc}"
             except Exception:  # a broken __str__ must not break us
@@ -700,6 +709,8 @@ def monitor(
     checked_names = _check_feature_names(feature_names)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        if runtime.disabled_now():
+            return func
         target = func.__func__ if isinstance(func, (staticmethod, classmethod)) else func
         name = getattr(target, "__name__", "predict")
         op = operation or (name if name in MONITORED_METHODS else "predict")
@@ -797,6 +808,8 @@ def wrap(
         "hash": tuple(hash),
         "framework": framework,
     }
+    if runtime.disabled_now():
+        return model_obj
     name = model if model is not None else type(model_obj).__name__
     options = {
         "sample_rate": sample_rate,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 
 from modeltrace import semconv
 
@@ -29,20 +32,53 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 
+class PredictionTally:
+    """Rows predicted per (model, version), read by an observable counter at collection time.
+
+    Adding to a dict is far cheaper than a synchronous SDK counter on the hot path.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[tuple[str, str], int] = {}
+        self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(self, key: tuple[str, str], rows: int) -> None:
+        with self._lock:
+            total = self._totals.get(key)
+            if total is None:
+                self._attributes[key] = {semconv.MODEL_NAME: key[0], semconv.MODEL_VERSION: key[1]}
+                total = 0
+            self._totals[key] = total + rows
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self._totals.items())
+        return [Observation(total, self._attributes[key]) for key, total in items]
+
+
 @dataclass(frozen=True)
 class Instruments:
     """Instruments created on one meter; recreated when ``configure()`` changes the meter."""
 
     duration: Histogram
     errors: Counter
-    predictions: Counter
+    predictions: PredictionTally
     batch_size: Histogram
     prediction_value: Histogram
     sdk_errors: Counter
     spans_dropped: Counter
+    keep_alive: list[Any] = field(default_factory=list)
 
 
 def create_instruments(meter: Meter) -> Instruments:
+    tally = PredictionTally()
+    observable = meter.create_observable_counter(
+        semconv.METRIC_PREDICTIONS,
+        callbacks=[tally.observe],
+        unit="{prediction}",
+        description="Rows predicted.",
+    )
     return Instruments(
         duration=meter.create_histogram(
             semconv.METRIC_PREDICT_DURATION,
@@ -55,11 +91,7 @@ def create_instruments(meter: Meter) -> Instruments:
             unit="{error}",
             description="Model prediction calls that raised.",
         ),
-        predictions=meter.create_counter(
-            semconv.METRIC_PREDICTIONS,
-            unit="{prediction}",
-            description="Rows predicted.",
-        ),
+        predictions=tally,
         batch_size=meter.create_histogram(
             semconv.METRIC_BATCH_SIZE,
             unit="{row}",
@@ -80,4 +112,5 @@ def create_instruments(meter: Meter) -> Instruments:
             unit="{span}",
             description="Finished spans the span processor dropped (queue full or shut down).",
         ),
+        keep_alive=[observable],
     )

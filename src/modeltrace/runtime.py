@@ -31,6 +31,8 @@ class Runtime:
 
 _lock = threading.Lock()
 _current: Runtime | None = None
+# True once the installed settings say "disabled": the wrappers' fast path reads it.
+disabled = False
 _generation = 0
 _reported: set[tuple[str, str]] = set()
 _REPORTED_LIMIT = 1024
@@ -61,8 +63,9 @@ def current() -> Runtime:
 
 
 def _install_locked(tracer: trace.Tracer, instruments: Instruments, settings: Settings) -> Runtime:
-    global _current, _generation
+    global _current, _generation, disabled
     _generation += 1
+    disabled = settings.disabled
     _current = Runtime(tracer, instruments, settings, _generation)
     return _current
 
@@ -89,9 +92,22 @@ def install(
 
 def reset() -> None:
     """Forget the installed runtime: the next call uses the global providers and environment."""
-    global _current
+    global _current, disabled
     with _lock:
         _current = None
+        disabled = False
+
+
+def disabled_now() -> bool:
+    """True when modeltrace is disabled right now (installed settings, else MODELTRACE_DISABLED).
+
+    ``monitor``/``wrap`` applied while this holds return the function or model
+    itself: the cheapest possible pass-through.
+    """
+    runtime = _current
+    if runtime is not None:
+        return runtime.settings.disabled
+    return _settings_from_environment().disabled
 
 
 def report_internal_error(where: str, exc: BaseException) -> None:
