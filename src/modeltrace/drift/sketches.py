@@ -204,7 +204,7 @@ class Binning:
         x = as_float(values)
         missing = np.isnan(x)
         k = np.searchsorted(self.edges, x, side="right")
-        bins = np.clip(k, 1, self.n_inner)
+        bins = np.minimum(np.maximum(k, 1), self.n_inner)
         bins[x < self.edges[0]] = 0
         bins[x > self.edges[-1]] = self.n_inner + 1
         bins[missing] = -1
@@ -447,10 +447,17 @@ class FeatureSketch:
         if self.reservoir_size == 0 or values.size == 0:
             return
         u = 1.0 - self._rng.random(values.size)  # uniform on (0, 1]
+        priorities = weights / u
+        if self._res_priorities.size > self.reservoir_size:
+            # Full: only items above the lowest kept priority can enter.
+            enter = priorities > self._res_priorities.min()
+            if not enter.any():
+                return
+            values, weights, priorities = values[enter], weights[enter], priorities[enter]
         self._keep_top(
             np.concatenate([self._res_values, values]),
             np.concatenate([self._res_weights, weights]),
-            np.concatenate([self._res_priorities, weights / u]),
+            np.concatenate([self._res_priorities, priorities]),
         )
 
     def _keep_top(self, values: np.ndarray, weights: np.ndarray, priorities: np.ndarray) -> None:
@@ -461,24 +468,33 @@ class FeatureSketch:
         self._res_values, self._res_weights, self._res_priorities = values, weights, priorities
 
     def _add_exemplars(self, bins: np.ndarray, trace_ids: Sequence[str]) -> None:
+        limit = self.exemplars_per_bin
+        if bins.size <= limit:  # small batches (typically one row per span)
+            for row, bin_index in enumerate(bins.tolist()):
+                if bin_index >= 0 and trace_ids[row]:
+                    self._remember(self._exemplars[bin_index], str(trace_ids[row]))
+            return
         rows = np.flatnonzero(bins >= 0)
         if rows.size == 0:
             return
         order = rows[np.argsort(bins[rows], kind="stable")]
         sorted_bins = bins[order]
-        starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
-        ends = np.r_[starts[1:], sorted_bins.size]
-        limit = self.exemplars_per_bin
+        boundary = np.flatnonzero(sorted_bins[1:] != sorted_bins[:-1]) + 1
+        starts = np.concatenate(([0], boundary))
+        ends = np.concatenate((boundary, [sorted_bins.size]))
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             slot = self._exemplars[int(sorted_bins[start])]
             for row in order[max(start, end - limit) : end].tolist():
-                trace_id = trace_ids[row]
-                if not trace_id:
-                    continue
-                if trace_id in slot:
-                    slot.remove(trace_id)
-                slot.append(str(trace_id))
-            del slot[:-limit]
+                if trace_ids[row]:
+                    self._remember(slot, str(trace_ids[row]))
+
+    def _remember(self, slot: list[str], trace_id: str) -> None:
+        """Append ``trace_id`` as the most recent exemplar of a bin, keeping the last few."""
+        if trace_id in slot:
+            slot.remove(trace_id)
+        slot.append(trace_id)
+        if len(slot) > self.exemplars_per_bin:
+            del slot[0]
 
     def merge(self, other: FeatureSketch) -> FeatureSketch:
         """Add ``other`` into this sketch (in place) and return ``self``.
