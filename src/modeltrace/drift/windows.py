@@ -165,7 +165,10 @@ class ModelWindow:
         # Without a seed, fresh entropy: replicas then sample independently, which
         # keeps merged reservoirs a proper weighted sample. The seed is part of the
         # state, so a restored window continues the same random streams.
-        self.seed = int(np.random.SeedSequence().entropy if seed is None else seed)
+        if seed is None:
+            entropy = np.random.SeedSequence().entropy
+            seed = entropy if isinstance(entropy, int) else 0
+        self.seed = int(seed)
         names = list(reference.features)
         self._tracked: dict[str, int] = {n: i for i, n in enumerate(names[:max_features])}
         self._fingerprint = reference_fingerprint(reference)
