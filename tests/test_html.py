@@ -324,13 +324,17 @@ def test_chromium_renders_the_page_without_network(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_model_page(_page_data()), encoding="utf-8")
     shot = tmp_path / "shot.png"
-    # control: a page loading an outside image is seen by the recording proxy
+    # control: a page loading an outside image is seen by its recording proxy
     control = tmp_path / "control.html"
     control.write_text('<img src="http://assets.example.net/logo.png" alt="">', encoding="utf-8")
-    _, control_seen = _render_through_proxy(chromium, control, tmp_path, tmp_path / "c.png")
-    assert any("assets.example.net" in line for line in _page_requests(control_seen))
-    result, seen = _render_through_proxy(chromium, page, tmp_path, shot)
-    assert shot.exists(), result.stderr.decode(errors="replace")[-2000:]
+    runs = [
+        _ProxiedChromium(chromium, control, tmp_path / "profile-c", tmp_path / "c.png"),
+        _ProxiedChromium(chromium, page, tmp_path / "profile-p", shot),
+    ]
+    stderr = [run.wait() for run in runs][1]
+    assert any("assets.example.net" in line for line in _page_requests(runs[0].seen))
+    seen = runs[1].seen
+    assert shot.exists(), stderr[-2000:]
     pixels = _png_pixels(shot.read_bytes())
     assert pixels.shape[:2] == (1600, 1200)
     rgb = pixels[..., :3].reshape(-1, 3)
@@ -351,14 +355,15 @@ def _page_requests(seen: list[str]) -> list[str]:
     return [line for line in seen if not own.match(line)]
 
 
-def _render_through_proxy(chromium: str, page: Path, tmp_path: Path, shot: Path) -> tuple:
-    seen: list[str] = []
-    handler = type("Proxy", (_RecordingProxy,), {"seen": seen})
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        result = subprocess.run(
+class _ProxiedChromium:
+    """One headless Chromium run whose network traffic goes through a recording proxy."""
+
+    def __init__(self, chromium: str, page: Path, workdir: Path, shot: Path) -> None:
+        self.seen: list[str] = []
+        handler = type("Proxy", (_RecordingProxy,), {"seen": self.seen})
+        self.proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.proxy.serve_forever, daemon=True).start()
+        self.process = subprocess.Popen(
             [
                 chromium,
                 "--headless",
@@ -369,19 +374,26 @@ def _render_through_proxy(chromium: str, page: Path, tmp_path: Path, shot: Path)
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                # every request the page could make would go through this recording proxy
-                f"--proxy-server=http://127.0.0.1:{proxy.server_address[1]}",
+                # every request the page could make goes through the recording proxy
+                f"--proxy-server=http://127.0.0.1:{self.proxy.server_address[1]}",
                 "--proxy-bypass-list=<-loopback>",
-                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--user-data-dir={workdir}",
                 f"--screenshot={shot}",
                 "--window-size=1200,1600",
                 page.as_uri(),
             ],
-            capture_output=True,
-            timeout=90,
-            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-    return result, seen
+
+    def wait(self) -> str:
+        """Wait for the browser to exit; its stderr (for failure messages)."""
+        try:
+            _, stderr = self.process.communicate(timeout=90)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self.proxy.shutdown()
+            self.proxy.server_close()
+        return stderr.decode(errors="replace")
