@@ -122,9 +122,9 @@ def wait_until_serving(url: str, process: Any, timeout: float = 30.0) -> None:
             out = process.stdout.read() if process.stdout else ""
             raise AssertionError(f"server exited with {process.returncode}: {out}")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
