@@ -3,11 +3,11 @@
 The alert rules and the Grafana dashboard are written against Prometheus names (OTel
 names converted: "." -> "_", unit suffix such as ``_seconds``, ``_total`` for counters,
 ``_bucket``/``_sum``/``_count`` for histograms). Instead of re-deriving those rules, this
-module asks ``opentelemetry-exporter-prometheus``: the SDK's own instruments
-(``modeltrace.metrics.create_instruments``) and the aggregator's gauges (semconv names,
-no unit) record one value each, in a subprocess so that the exporter's global
-``prometheus_client`` registry does not leak into other tests; the exposition text gives
-the metric and label names.
+module asks ``opentelemetry-exporter-prometheus``: the SDK instruments as SPEC.md
+defines them (names from ``modeltrace.semconv``, instrument kinds and units from the
+SPEC table) and the aggregator's gauges (no unit) record one value each, in a
+subprocess so that the exporter's global ``prometheus_client`` registry does not leak
+into other tests; the exposition text gives the metric and label names.
 
 Also holds the small PromQL helpers shared by the rule and dashboard tests.
 """
@@ -28,19 +28,18 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import REGISTRY, generate_latest
 from modeltrace import semconv
-from modeltrace.metrics import create_instruments
 
 reader = PrometheusMetricReader(disable_target_info=True)
 meter = MeterProvider(metric_readers=[reader]).get_meter(semconv.SCOPE)
 model = {semconv.MODEL_NAME: "m", semconv.MODEL_VERSION: "1"}
 call = {**model, semconv.MODEL_OPERATION: "predict", semconv.ERROR_TYPE: "ValueError"}
 feature = {**model, semconv.FEATURE_NAME: "f", semconv.DRIFT_METHOD: "psi"}
-sdk = create_instruments(meter)
-sdk.duration.record(0.1, call)
-sdk.errors.add(1, call)
-sdk.predictions.add(1, model)
-sdk.batch_size.record(1, model)
-sdk.prediction_value.record(1.0, model)
+# The SDK instruments as SPEC.md ("Telemetry names") defines them.
+meter.create_histogram(semconv.METRIC_PREDICT_DURATION, unit="s").record(0.1, call)
+meter.create_counter(semconv.METRIC_PREDICT_ERRORS, unit="{error}").add(1, call)
+meter.create_counter(semconv.METRIC_PREDICTIONS, unit="{prediction}").add(1, model)
+meter.create_histogram(semconv.METRIC_BATCH_SIZE, unit="{row}").record(1, model)
+meter.create_histogram(semconv.METRIC_PREDICTION_VALUE).record(1.0, model)
 for name, attributes in (
     (semconv.METRIC_DRIFT_SCORE, feature),
     (semconv.METRIC_DRIFT_DETECTED, feature),
