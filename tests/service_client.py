@@ -104,6 +104,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--token", default=None)
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--stop-on-failure", action="store_true", help="stop after a failed batch")
     parser.add_argument("--certificate", type=Path, default=None, help="CA/cert PEM for TLS")
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--out", type=Path, required=True)
@@ -124,6 +125,9 @@ def main() -> int:
             }
             out.write(json.dumps(line) + "\n")
             out.flush()
+            if args.stop_on_failure and result is not SpanExportResult.SUCCESS:
+                out.write(json.dumps({"unsent": len(spans) - start - len(batch)}) + "\n")
+                break
     exporter.shutdown()
     return 0
 
