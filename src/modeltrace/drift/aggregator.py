@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from opentelemetry import metrics
@@ -477,12 +477,12 @@ class DriftAggregator:
             return
         self._changed.add(key)
         if self.count is not None:
-            window.update(batch.columns, batch.weights, batch.trace_ids, float(ts.max()))
+            window.update(batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()))
             return
         panes = np.floor(ts / self.pane_seconds)
         first = panes[0]
         if bool(np.all(panes == first)):
-            window.update(batch.columns, batch.weights, batch.trace_ids, float(ts.max()))
+            window.update(batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()))
             return
         order = np.argsort(panes, kind="stable")
         sorted_panes = panes[order]
@@ -491,7 +491,7 @@ class DriftAggregator:
             window.update(
                 {name: column[rows] for name, column in batch.columns.items()},
                 batch.weights[rows],
-                batch.trace_ids[rows],
+                _ids(batch.trace_ids[rows]),
                 float(ts[rows].max()),
             )
 
@@ -755,6 +755,11 @@ class DriftAggregator:
             f"DriftAggregator(store={self._store.path!r}, models={len(self._stats)}, "
             f"references={len(self._references)})"
         )
+
+
+def _ids(trace_ids: np.ndarray) -> Sequence[str]:
+    """An object array of hex trace ids, typed as the sequence the window expects."""
+    return cast("Sequence[str]", trace_ids)
 
 
 def _key(model: str, version: str) -> ModelKey:

@@ -27,6 +27,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "DriftStore", "StoreError", "StoredReport"]
 
@@ -210,7 +211,7 @@ class DriftStore:
     def _transaction(self) -> DriftStore._Transaction:
         return DriftStore._Transaction(self)
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
@@ -240,7 +241,7 @@ class DriftStore:
         rows = self._query(
             "SELECT model, version, state FROM window_states ORDER BY model, version"
         )
-        return [(str(m), str(v), bytes(s)) for m, v, s in rows]  # type: ignore[arg-type]
+        return [(str(m), str(v), bytes(s)) for m, v, s in rows]
 
     def load_stats(self) -> list[tuple[str, str, str]]:
         rows = self._query("SELECT model, version, json FROM model_stats ORDER BY model, version")
@@ -302,11 +303,11 @@ class DriftStore:
             if not rows:
                 return
             for row_id, payload in rows:
-                last = int(row_id)  # type: ignore[call-overload]
-                yield last, bytes(payload)  # type: ignore[arg-type]
+                last = int(row_id)
+                yield last, bytes(payload)
 
     def inbox_size(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM inbox")[0][0])  # type: ignore[call-overload]
+        return int(self._query("SELECT COUNT(*) FROM inbox")[0][0])
 
     # -- report history --
 
@@ -342,7 +343,7 @@ class DriftStore:
                 "WHERE model = ? AND version = ? ORDER BY id DESC LIMIT ?",
                 (model, version, limit),
             )
-        return [StoredReport(str(m), str(v), float(t), str(j)) for m, v, t, j in rows]  # type: ignore[arg-type]
+        return [StoredReport(str(m), str(v), float(t), str(j)) for m, v, t, j in rows]
 
     def report_models(self) -> list[tuple[str, str]]:
         """(model, version) pairs that have a report history."""
