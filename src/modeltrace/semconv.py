@@ -22,6 +22,10 @@ FEATURES_TRUNCATED = "ml.features.truncated"
 PREDICTION_VALUE = "ml.prediction.value"
 PREDICTION_SCORE = "ml.prediction.score"
 LABEL_VALUE = "ml.label.value"
+# Embedding capture (modeltrace.embedding): a seeded random projection per captured row.
+EMBEDDING_PROJECTION = "ml.embedding.projection"  # "gaussian:seed=S:k=K:d=D"
+EMBEDDING_VECTOR = "ml.embedding.vector"  # double[]: rows x k, row-major, aligned with indices
+EMBEDDING_NORM = "ml.embedding.norm"  # double or double[]: norm of each original vector
 ERROR_TYPE = "error.type"
 
 # --- span names ------------------------------------------------------------
