@@ -44,7 +44,7 @@ class ModeltraceMiddleware:
     """Pure ASGI middleware: a request scope per traced request, suppression for excluded ones."""
 
     def __init__(
-        self, app: ASGIApp, *, defaults: serving.ServingDefaults, excluded: ExcludeList
+        self, app: ASGIApp, *, defaults: serving.ServingDefaults, excluded: ExcludeList | None
     ) -> None:
         self.app = app
         self.defaults = defaults
@@ -56,8 +56,8 @@ class ModeltraceMiddleware:
             return
         scope_token = suppress_token = None
         try:
-            _, _, url = get_host_port_url_tuple(scope)
-            if self.excluded.url_disabled(url):
+            excluded = self.excluded
+            if excluded is not None and excluded.url_disabled(get_host_port_url_tuple(scope)[2]):
                 suppress_token = serving.suppress_request()
             else:
                 scope_token = serving.enter_request(self.defaults)
@@ -100,7 +100,7 @@ def instrument_app(
         logger.warning("modeltrace: FastAPI app %r is already instrumented", app.title)
         return app
     raw_excluded = excluded_urls if excluded_urls is not None else excluded_urls_from_env("FASTAPI")
-    excluded = parse_excluded_urls(raw_excluded or "")
+    excluded = parse_excluded_urls(raw_excluded) if raw_excluded else None
     app.add_middleware(ModeltraceMiddleware, defaults=defaults, excluded=excluded)
     if not getattr(app, "_is_instrumented_by_opentelemetry", False):
         FastAPIInstrumentor.instrument_app(

@@ -60,7 +60,7 @@ def instrument_app(
         logger.warning("modeltrace: Flask app %r is already instrumented", app.name)
         return app
     raw_excluded = excluded_urls if excluded_urls is not None else excluded_urls_from_env("FLASK")
-    excluded = parse_excluded_urls(raw_excluded or "")
+    excluded = parse_excluded_urls(raw_excluded) if raw_excluded else None
     if not getattr(app, "_is_instrumented_by_opentelemetry", False):
         FlaskInstrumentor.instrument_app(
             app,
@@ -75,11 +75,11 @@ def instrument_app(
     return app
 
 
-def _before_request(defaults: serving.ServingDefaults, excluded: ExcludeList) -> Any:
+def _before_request(defaults: serving.ServingDefaults, excluded: ExcludeList | None) -> Any:
     def modeltrace_before_request() -> None:
         try:
             environ = flask.request.environ
-            if excluded.url_disabled(flask.request.url):
+            if excluded is not None and excluded.url_disabled(flask.request.url):
                 environ[_ENVIRON_SUPPRESS_TOKEN] = serving.suppress_request()
             else:
                 environ[_ENVIRON_SCOPE_TOKEN] = serving.enter_request(defaults)
