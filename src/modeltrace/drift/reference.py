@@ -5,7 +5,10 @@ its kind (numeric or categorical), bins fixed from the reference quantiles
 (numeric) or its top-K categories plus ``other`` (categorical), the counts in
 those bins, a bounded sample of raw values (evenly spaced quantiles), the missing ratio,
 min/max/mean/std. Predictions become the feature ``__prediction__``; targets are
-kept apart for performance monitoring. The summary has a bounded size whatever
+kept apart for performance monitoring. For multivariate drift it also keeps a
+seeded random sample of whole rows (``RowSample``, encoded by
+``rows.RowLayout``) and, given ``embeddings=``, their random projections
+(``EmbeddingSample``, the same projection as the SDK's ``modeltrace.embedding``). The summary has a bounded size whatever
 the number of training rows, and is saved as versioned JSON
 (docs/reference-format.md).
 """
@@ -22,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from modeltrace.embedding import DEFAULT_DIM, DEFAULT_SEED, Projection, as_matrix
 from modeltrace.semconv import PREDICTION_FEATURE
 
+from .rows import DEFAULT_ROW_RESERVOIR_SIZE, MAX_JOINT_COLUMNS, RowLayout
 from .sketches import (
     DEFAULT_EXEMPLARS_PER_BIN,
     Binning,
@@ -31,6 +36,8 @@ from .sketches import (
     FeatureSketch,
     as_float,
     category_keys,
+    decode_array,
+    encode_array,
 )
 
 FORMAT = "modeltrace.reference"
@@ -388,6 +395,114 @@ def _float_or_none(value: object) -> float | None:
     return float(value)  # type: ignore[arg-type]
 
 
+# --- whole-row samples (multivariate drift) -----------------------------------
+
+
+@dataclass(eq=False)
+class RowSample:
+    """A seeded random sample of whole reference rows, encoded by ``RowLayout``."""
+
+    columns: tuple[str, ...]
+    rows: np.ndarray  # (m, len(columns)): numbers, categorical codes, NaN missing
+    n: int  # reference rows it was drawn from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "n": self.n,
+            "size": int(self.rows.shape[0]),
+            "values": encode_array(self.rows.ravel()),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, features: Mapping[str, FeatureReference]) -> RowSample:
+        if not isinstance(data, Mapping):
+            raise ReferenceFormatError("reference 'rows' must be an object")
+        try:
+            columns = tuple(str(c) for c in data["columns"])
+            unknown = [c for c in columns if c not in features]
+            if unknown or not columns:
+                raise ReferenceFormatError(f"reference 'rows' names unknown columns {unknown}")
+            size = int(data["size"])
+            flat = decode_array(data["values"])
+            if size < 0 or flat.size != size * len(columns):
+                raise ReferenceFormatError(
+                    f"reference 'rows' holds {flat.size} values, not {size} x {len(columns)}"
+                )
+            return cls(columns=columns, rows=flat.reshape(size, len(columns)), n=int(data["n"]))
+        except ReferenceFormatError:
+            raise
+        except KeyError as exc:
+            raise ReferenceFormatError(f"reference 'rows': missing field {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ReferenceFormatError(f"reference 'rows': {exc}") from exc
+
+
+@dataclass(eq=False)
+class EmbeddingSample:
+    """Projected reference embeddings (``projection`` spec) and the original norms."""
+
+    projection: str
+    rows: np.ndarray  # (m, k)
+    norms: np.ndarray  # (m,)
+    n: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.rows.shape[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "projection": self.projection,
+            "n": self.n,
+            "size": int(self.rows.shape[0]),
+            "values": encode_array(self.rows.ravel()),
+            "norms": encode_array(self.norms),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> EmbeddingSample:
+        if not isinstance(data, Mapping):
+            raise ReferenceFormatError("reference 'embedding' must be an object")
+        try:
+            projection = Projection.parse(str(data["projection"]))
+            size = int(data["size"])
+            flat = decode_array(data["values"])
+            norms = decode_array(data["norms"])
+            if size < 0 or flat.size != size * projection.k or norms.size != size:
+                raise ReferenceFormatError(
+                    f"reference 'embedding' arrays do not hold {size} rows of {projection.k}"
+                )
+            return cls(
+                projection=projection.spec,
+                rows=flat.reshape(size, projection.k),
+                norms=norms,
+                n=int(data["n"]),
+            )
+        except ReferenceFormatError:
+            raise
+        except KeyError as exc:
+            raise ReferenceFormatError(
+                f"reference 'embedding': missing field {exc.args[0]!r}"
+            ) from exc
+        except (TypeError, ValueError) as exc:
+            raise ReferenceFormatError(f"reference 'embedding': {exc}") from exc
+
+
+def _embedding_matrix(columns: dict[str, np.ndarray], embeddings: object, n_rows: int) -> np.ndarray:
+    """``embeddings=``: an ``(n, d)`` array, or the name of a column of per-row vectors."""
+    if isinstance(embeddings, str):
+        if embeddings not in columns:
+            raise ValueError(f"embeddings column {embeddings!r} is not in the data")
+        column = columns.pop(embeddings)
+        vectors = as_matrix(np.stack([np.asarray(v, dtype=np.float64) for v in column.tolist()]))
+    else:
+        vectors = as_matrix(embeddings)
+    if vectors.shape[0] != n_rows:
+        raise ValueError(f"embeddings has {vectors.shape[0]} rows for {n_rows} rows")
+    return vectors
+
+
 # --- the reference ---------------------------------------------------------
 
 
@@ -412,6 +527,16 @@ class Reference:
     n_rows: int = 0
     created_at: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    rows: RowSample | None = None
+    embedding: EmbeddingSample | None = None
+
+    def row_layout(self) -> RowLayout | None:
+        """The layout of the joint rows (None without a row sample)."""
+        if self.rows is None:
+            return None
+        return RowLayout(
+            self.rows.columns, tuple(self.features[c].binning for c in self.rows.columns)
+        )
 
     @property
     def feature_names(self) -> list[str]:
@@ -440,6 +565,11 @@ class Reference:
         top_k: int = 20,
         reservoir_size: int = 1000,
         seed: int = 0,
+        *,
+        embeddings: object = None,
+        embedding_dim: int = DEFAULT_DIM,
+        embedding_seed: int = DEFAULT_SEED,
+        row_sample_size: int = DEFAULT_ROW_RESERVOIR_SIZE,
     ) -> Reference:
         """Summarise reference data.
 
@@ -447,7 +577,17 @@ class Reference:
         columns. ``predictions`` / ``targets``: arrays aligned with the rows, or the
         name of a column of ``X`` (removed from the features). ``categorical``: names
         forced categorical, or a mapping name -> True (categorical) / False (numeric).
+        ``embeddings``: an ``(n, d)`` array aligned with the rows, or the name of a
+        column of ``X`` holding one vector per row; projected like the SDK does
+        (``embedding_dim``, ``embedding_seed``: use the values given to ``monitor``).
+        ``row_sample_size``: whole rows kept for multivariate drift (0: none).
         """
+        if (
+            isinstance(row_sample_size, bool)
+            or not isinstance(row_sample_size, int)
+            or row_sample_size < 0
+        ):
+            raise ValueError(f"row_sample_size must be an integer >= 0, got {row_sample_size!r}")
         if not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be a positive integer, got {bins!r}")
         if not isinstance(top_k, int) or top_k < 1:
@@ -457,6 +597,10 @@ class Reference:
         columns = table_columns(X, feature_names)
         prediction_column = _pop_named(columns, predictions, "predictions")
         target_column = _pop_named(columns, targets, "targets")
+        n_all = len(next(iter(columns.values()))) if columns else 0
+        vectors = (
+            _embedding_matrix(columns, embeddings, n_all) if embeddings is not None else None
+        )
         if not columns:
             raise ValueError("the reference data has no feature columns")
         n_rows = len(next(iter(columns.values())))
@@ -504,13 +648,29 @@ class Reference:
                 PREDICTION_FEATURE, prediction_column, kind_of(PREDICTION_FEATURE)
             )
         target = summarise("__target__", target_column, None) if target_column is not None else None
-        return cls(
+        options["row_sample_size"] = row_sample_size
+        reference = cls(
             features=features,
             target=target,
             n_rows=n_rows,
             created_at=time.time(),
             settings=dict(options),
         )
+        chosen = np.sort(
+            np.random.default_rng(seed).permutation(n_rows)[: min(row_sample_size, n_rows)]
+        )
+        joint = [n for n in columns][:MAX_JOINT_COLUMNS]
+        if len(joint) >= 2 and chosen.size:
+            reference.rows = RowSample(columns=tuple(joint), rows=np.empty((0, 0)), n=n_rows)
+            layout = reference.row_layout()
+            assert layout is not None
+            picked = {name: columns[name][chosen] for name in joint}
+            reference.rows.rows = layout.encode(picked, int(chosen.size))
+        if vectors is not None and chosen.size:
+            projection = Projection(seed=embedding_seed, k=embedding_dim, d=int(vectors.shape[1]))
+            projected, norms = projection.project(vectors[chosen])
+            reference.embedding = EmbeddingSample(projection.spec, projected, norms, n=n_rows)
+        return reference
 
     # -- serialisation --
 
@@ -523,6 +683,8 @@ class Reference:
             "settings": dict(self.settings),
             "features": [f.to_dict() for f in self.features.values()],
             "target": self.target.to_dict() if self.target is not None else None,
+            "rows": self.rows.to_dict() if self.rows is not None else None,
+            "embedding": self.embedding.to_dict() if self.embedding is not None else None,
         }
 
     @classmethod
@@ -560,12 +722,17 @@ class Reference:
         settings = data.get("settings") or {}
         if not isinstance(settings, Mapping):
             raise ReferenceFormatError("reference 'settings' must be an object")
+        rows_data, embedding_data = data.get("rows"), data.get("embedding")
         return cls(
             features=features,
             target=FeatureReference.from_dict(target_data) if target_data is not None else None,
             n_rows=n_rows,
             created_at=created_at,
             settings=dict(settings),
+            rows=RowSample.from_dict(rows_data, features) if rows_data is not None else None,
+            embedding=(
+                EmbeddingSample.from_dict(embedding_data) if embedding_data is not None else None
+            ),
         )
 
     def to_json(self) -> str:
