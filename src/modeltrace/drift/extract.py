@@ -87,6 +87,12 @@ class ModelRows:
     trace_ids: ObjectArray
     timestamps: FloatArray
     spans: int
+    # Per row: the call's ml.prediction.id ("" when absent) and the row's index in
+    # the call's batch (ml.sample.indices, else its position): the label join key.
+    prediction_ids: ObjectArray = field(default_factory=lambda: np.empty(0, dtype=object))
+    row_indices: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    # Prediction ids of calls that captured no row (their labels cannot be joined).
+    uncaptured_ids: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -240,11 +246,14 @@ class _ModelBuilder:
     __slots__ = (
         "columns",
         "rows",
+        "span_indices",
+        "span_prediction_ids",
         "span_rows",
         "span_times",
         "span_trace_ids",
         "span_weights",
         "spans",
+        "uncaptured_ids",
     )
 
     def __init__(self) -> None:
@@ -255,12 +264,24 @@ class _ModelBuilder:
         self.span_weights: list[float] = []
         self.span_trace_ids: list[str] = []
         self.span_times: list[float] = []
+        self.span_prediction_ids: list[str] = []
+        self.span_indices: list[npt.NDArray[np.int64] | None] = []
+        self.uncaptured_ids: list[str] = []
 
     def add_span(
-        self, items: list[_Item], n: int, weight: float, trace_id: str, end_seconds: float
+        self,
+        items: list[_Item],
+        n: int,
+        weight: float,
+        trace_id: str,
+        end_seconds: float,
+        prediction_id: str = "",
+        indices: npt.NDArray[np.int64] | None = None,
     ) -> None:
         self.spans += 1
         if n == 0:
+            if prediction_id:
+                self.uncaptured_ids.append(prediction_id)
             return
         row = self.rows
         columns = self.columns
@@ -275,11 +296,19 @@ class _ModelBuilder:
         self.span_weights.append(weight)
         self.span_trace_ids.append(trace_id)
         self.span_times.append(end_seconds)
+        self.span_prediction_ids.append(prediction_id)
+        self.span_indices.append(indices)
 
     def build(self, model: str, version: str) -> ModelRows:
         counts = np.asarray(self.span_rows, dtype=np.intp)
         trace_ids = np.empty(len(self.span_trace_ids), dtype=object)
         trace_ids[:] = self.span_trace_ids
+        prediction_ids = np.empty(len(self.span_prediction_ids), dtype=object)
+        prediction_ids[:] = self.span_prediction_ids
+        row_indices = [
+            np.arange(n, dtype=np.int64) if idx is None else idx
+            for n, idx in zip(self.span_rows, self.span_indices, strict=True)
+        ]
         return ModelRows(
             model=model,
             version=version,
@@ -288,6 +317,11 @@ class _ModelBuilder:
             trace_ids=np.repeat(trace_ids, counts),
             timestamps=np.repeat(np.asarray(self.span_times, dtype=np.float64), counts),
             spans=self.spans,
+            prediction_ids=np.repeat(prediction_ids, counts),
+            row_indices=(
+                np.concatenate(row_indices) if row_indices else np.empty(0, dtype=np.int64)
+            ),
+            uncaptured_ids=self.uncaptured_ids,
         )
 
 
@@ -311,13 +345,18 @@ class _Collector:
         rate: Any,
         trace_id: str,
         end_seconds: float,
+        prediction_id: Any = None,
+        indices: npt.NDArray[np.int64] | None = None,
     ) -> None:
         n = _row_count(items, indices_count)
         weight = _weight(rate)
         builder = self.models.get((model, version))
         if builder is None:
             builder = self.models[(model, version)] = _ModelBuilder()
-        builder.add_span(items, n, weight, trace_id, end_seconds)
+        pid = prediction_id if isinstance(prediction_id, str) else ""
+        if indices is not None and indices.shape[0] != n:
+            indices = None  # no captured values: the indices describe nothing
+        builder.add_span(items, n, weight, trace_id, end_seconds, pid, indices)
         self.result.accepted += 1
 
     def add_label(
@@ -429,12 +468,14 @@ def _sdk_span(collector: _Collector, span: Any) -> None:
             items.append(_sdk_item(_DATA_KEYS[key], value))
     indices = attributes.get(semconv.SAMPLE_INDICES)
     indices_count: int | None = None
+    index_array: npt.NDArray[np.int64] | None = None
     if indices is not None:
         if not isinstance(indices, (tuple, list)):
             indices = (indices,)
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
             raise _RejectedSpan("ml.sample.indices must be integers")
         indices_count = len(indices)
+        index_array = np.asarray(indices, dtype=np.int64)
     context = span.context
     trace_id = f"{context.trace_id:032x}" if context is not None else ""
     collector.add_prediction(
@@ -445,6 +486,8 @@ def _sdk_span(collector: _Collector, span: Any) -> None:
         attributes.get(semconv.SAMPLE_RATE),
         trace_id,
         span.end_time / 1e9,
+        attributes.get(semconv.PREDICTION_ID),
+        index_array,
     )
 
 
@@ -549,34 +592,45 @@ def _otlp_span(collector: _Collector, span: Any) -> None:
             return
         items.extend([_otlp_item(column, raw) for column, raw in pending])
         indices_count: int | None = None
+        index_array: npt.NDArray[np.int64] | None = None
         indices_raw = special.get(semconv.SAMPLE_INDICES)
         if indices_raw is not None:
-            indices_count = _otlp_indices_count(indices_raw)
+            index_array = _otlp_indices(indices_raw)
+            indices_count = int(index_array.shape[0])
         rate = _otlp_any(special.get(semconv.SAMPLE_RATE))
+        prediction_id = _otlp_any(special.get(semconv.PREDICTION_ID))
     except (DecodeError, otlp_wire.UnsupportedValueError) as exc:
         raise _RejectedSpan(f"undecodable attribute value: {exc}") from exc
     end_ns: int = span.end_time_unix_nano
     if not end_ns:
         raise _RejectedSpan("missing end time")
     collector.add_prediction(
-        model, version, items, indices_count, rate, span.trace_id.hex(), end_ns / 1e9
+        model,
+        version,
+        items,
+        indices_count,
+        rate,
+        span.trace_id.hex(),
+        end_ns / 1e9,
+        prediction_id,
+        index_array,
     )
 
 
-def _otlp_indices_count(raw: bytes) -> int:
+def _otlp_indices(raw: bytes) -> npt.NDArray[np.int64]:
+    """The row indices of ``ml.sample.indices`` (fast path: small non-negative ints)."""
     arr = otlp_wire.array_bytes(raw)
     if arr is None:
         value = otlp_wire.decode_scalar(raw)
         if not isinstance(value, int) or isinstance(value, bool):
             raise _RejectedSpan("ml.sample.indices must be integers")
-        return 1
-    count = otlp_wire.small_int_array_count(arr)
-    if count >= 0:
-        return count
+        return np.array([value], dtype=np.int64)
+    if otlp_wire.small_int_array_count(arr) >= 0:
+        return np.frombuffer(arr, dtype=np.uint8)[3::4].astype(np.int64)
     values = otlp_wire.decode_array_slow(arr)
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in values):
         raise _RejectedSpan("ml.sample.indices must be integers")
-    return len(values)
+    return np.asarray(values, dtype=np.int64)
 
 
 def extract_otlp(payload: bytes | bytearray | memoryview | Message) -> Extraction:
