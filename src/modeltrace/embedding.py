@@ -201,7 +201,9 @@ class EmbeddingCapture:
         }
 
 
-def as_capture(value: EmbeddingCapture | Callable[[Any], Any] | str | None) -> EmbeddingCapture | None:
+def as_capture(
+    value: EmbeddingCapture | Callable[[Any], Any] | str | None,
+) -> EmbeddingCapture | None:
     """``monitor(embedding=...)``: None, an ``EmbeddingCapture``, a callable or a field name."""
     if value is None or isinstance(value, EmbeddingCapture):
         return value

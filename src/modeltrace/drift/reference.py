@@ -8,8 +8,8 @@ min/max/mean/std. Predictions become the feature ``__prediction__``; targets are
 kept apart for performance monitoring. For multivariate drift it also keeps a
 seeded random sample of whole rows (``RowSample``, encoded by
 ``rows.RowLayout``) and, given ``embeddings=``, their random projections
-(``EmbeddingSample``, the same projection as the SDK's ``modeltrace.embedding``). The summary has a bounded size whatever
-the number of training rows, and is saved as versioned JSON
+(``EmbeddingSample``, the same projection as the SDK's ``modeltrace.embedding``).
+The summary has a bounded size whatever the number of training rows, and is saved as versioned JSON
 (docs/reference-format.md).
 """
 
@@ -28,7 +28,13 @@ import numpy as np
 from modeltrace.embedding import DEFAULT_DIM, DEFAULT_SEED, Projection, as_matrix
 from modeltrace.semconv import PREDICTION_FEATURE
 
-from .rows import DEFAULT_ROW_RESERVOIR_SIZE, MAX_JOINT_COLUMNS, RowLayout
+from .rows import (
+    DEFAULT_REFERENCE_ROWS,
+    MAX_JOINT_COLUMNS,
+    RowLayout,
+    decode_float32,
+    encode_float32,
+)
 from .sketches import (
     DEFAULT_EXEMPLARS_PER_BIN,
     Binning,
@@ -36,8 +42,6 @@ from .sketches import (
     FeatureSketch,
     as_float,
     category_keys,
-    decode_array,
-    encode_array,
 )
 
 FORMAT = "modeltrace.reference"
@@ -411,7 +415,7 @@ class RowSample:
             "columns": list(self.columns),
             "n": self.n,
             "size": int(self.rows.shape[0]),
-            "values": encode_array(self.rows.ravel()),
+            "values": encode_float32(self.rows),
         }
 
     @classmethod
@@ -424,7 +428,7 @@ class RowSample:
             if unknown or not columns:
                 raise ReferenceFormatError(f"reference 'rows' names unknown columns {unknown}")
             size = int(data["size"])
-            flat = decode_array(data["values"])
+            flat = decode_float32(data["values"])
             if size < 0 or flat.size != size * len(columns):
                 raise ReferenceFormatError(
                     f"reference 'rows' holds {flat.size} values, not {size} x {len(columns)}"
@@ -456,8 +460,8 @@ class EmbeddingSample:
             "projection": self.projection,
             "n": self.n,
             "size": int(self.rows.shape[0]),
-            "values": encode_array(self.rows.ravel()),
-            "norms": encode_array(self.norms),
+            "values": encode_float32(self.rows),
+            "norms": encode_float32(self.norms),
         }
 
     @classmethod
@@ -467,8 +471,8 @@ class EmbeddingSample:
         try:
             projection = Projection.parse(str(data["projection"]))
             size = int(data["size"])
-            flat = decode_array(data["values"])
-            norms = decode_array(data["norms"])
+            flat = decode_float32(data["values"])
+            norms = decode_float32(data["norms"])
             if size < 0 or flat.size != size * projection.k or norms.size != size:
                 raise ReferenceFormatError(
                     f"reference 'embedding' arrays do not hold {size} rows of {projection.k}"
@@ -489,7 +493,9 @@ class EmbeddingSample:
             raise ReferenceFormatError(f"reference 'embedding': {exc}") from exc
 
 
-def _embedding_matrix(columns: dict[str, np.ndarray], embeddings: object, n_rows: int) -> np.ndarray:
+def _embedding_matrix(
+    columns: dict[str, np.ndarray], embeddings: object, n_rows: int
+) -> np.ndarray:
     """``embeddings=``: an ``(n, d)`` array, or the name of a column of per-row vectors."""
     if isinstance(embeddings, str):
         if embeddings not in columns:
@@ -569,7 +575,7 @@ class Reference:
         embeddings: object = None,
         embedding_dim: int = DEFAULT_DIM,
         embedding_seed: int = DEFAULT_SEED,
-        row_sample_size: int = DEFAULT_ROW_RESERVOIR_SIZE,
+        row_sample_size: int = DEFAULT_REFERENCE_ROWS,
     ) -> Reference:
         """Summarise reference data.
 
@@ -598,9 +604,7 @@ class Reference:
         prediction_column = _pop_named(columns, predictions, "predictions")
         target_column = _pop_named(columns, targets, "targets")
         n_all = len(next(iter(columns.values()))) if columns else 0
-        vectors = (
-            _embedding_matrix(columns, embeddings, n_all) if embeddings is not None else None
-        )
+        vectors = _embedding_matrix(columns, embeddings, n_all) if embeddings is not None else None
         if not columns:
             raise ValueError("the reference data has no feature columns")
         n_rows = len(next(iter(columns.values())))

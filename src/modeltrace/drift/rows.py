@@ -18,6 +18,7 @@ panes merge exactly: the merge keeps the rows one reservoir would have kept.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ import numpy as np
 from .sketches import Binning, as_float, decode_array, encode_array
 
 DEFAULT_ROW_RESERVOIR_SIZE = 2000
+# Whole rows a reference keeps (stored as float32: about 5 KB per column).
+DEFAULT_REFERENCE_ROWS = 1000
 # At most this many features enter the joint rows (the first ones of the reference).
 MAX_JOINT_COLUMNS = 64
 MAX_ROW_WIDTH = 1024
@@ -70,6 +73,23 @@ class RowLayout:
                 _, _, bins = binning.assign_categorical(values)
                 out[:, j] = np.where(bins >= 0, bins, np.nan)
         return out
+
+
+def encode_float32(array: np.ndarray) -> str:
+    """Compact text of a float array stored as float32 (base64 of little-endian bytes).
+
+    Reference samples use it: half the size of float64, and 7 significant digits
+    are far below any drift statistic's resolution."""
+    data = np.ascontiguousarray(np.asarray(array, dtype=np.float64).ravel(), dtype="<f4")
+    return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def decode_float32(text: str) -> np.ndarray:
+    """Inverse of ``encode_float32`` (as float64)."""
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) % 4:
+        raise ValueError("encoded float32 array has a length that is not a multiple of 4")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float64)
 
 
 class RowReservoir:
