@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -54,7 +56,12 @@ arrays = hnp.arrays(
     shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
 )
 
-TEL = Telemetry(sample_rate=1.0)
+
+@pytest.fixture(scope="module")
+def tel() -> Iterator[Telemetry]:
+    telemetry = Telemetry(sample_rate=1.0)
+    yield telemetry
+    telemetry.close()
 
 
 def _identity(x, result):  # type: ignore[no-untyped-def]
@@ -66,11 +73,11 @@ monitored = modeltrace.monitor(model="prop", version="1")(_identity)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(x=st.one_of(values, arrays), result=st.one_of(values, arrays))
-def test_never_raises_never_changes_the_result(x, result) -> None:  # type: ignore[no-untyped-def]
-    TEL.exporter.clear()
+def test_never_raises_never_changes_the_result(tel: Telemetry, x, result) -> None:  # type: ignore[no-untyped-def]
+    tel.exporter.clear()
     out = monitored(x, result)
     assert out is result
-    (span,) = TEL.spans()
+    (span,) = tel.spans()
     assert span.attributes[semconv.MODEL_NAME] == "prop"
     rate = span.attributes.get(semconv.SAMPLE_RATE, 1.0)
     assert 0.0 <= rate <= 1.0 and not math.isnan(rate)
