@@ -17,6 +17,10 @@ their rows are counted (and a few names kept) for the report, never stored.
 Windows of several replicas merge exactly (``merge``): pane counts add and
 reservoirs merge by weight (give replicas different seeds, or none, so their
 samples are independent).
+
+For multivariate drift each pane also keeps bounded samples of whole rows
+(``rows.RowReservoir``): the joint rows of the reference's row layout, and the
+projected embeddings (plus norms) of rows whose projection is the reference's.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .reference import Reference
+from .rows import DEFAULT_ROW_RESERVOIR_SIZE, RowReservoir
 from .sketches import DEFAULT_EXEMPLARS_PER_BIN, Binning, FeatureSketch
 
 STATE_FORMAT = "modeltrace.window"
@@ -43,11 +48,14 @@ MAX_REPORTED_NAMES = 20
 
 def reference_fingerprint(reference: Reference) -> str:
     """A short hash of the reference's bins: window states only load on the same bins."""
-    payload = json.dumps(
-        [[name, f.binning.to_dict()] for name, f in reference.features.items()],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    parts: list[Any] = [[name, f.binning.to_dict()] for name, f in reference.features.items()]
+    # Row samples are part of the state only when the reference has them (older
+    # references keep their fingerprint).
+    if reference.rows is not None:
+        parts.append(["__rows__", list(reference.rows.columns)])
+    if reference.embedding is not None:
+        parts.append(["__embedding__", reference.embedding.projection])
+    payload = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -62,6 +70,8 @@ class Pane:
     first_ts: float = math.inf
     last_ts: float = -math.inf
     sketches: dict[str, FeatureSketch] = field(default_factory=dict)
+    joint: RowReservoir | None = None
+    embedded: RowReservoir | None = None
 
 
 @dataclass
@@ -73,6 +83,8 @@ class WindowCounters:
     capped_feature_rows: int = 0
     capped_features: list[str] = field(default_factory=list)
     late_rows: int = 0
+    # Embedding rows recorded with another projection than the reference's.
+    embedding_mismatch_rows: int = 0
 
     def note_unknown(self, name: str, rows: int) -> None:
         self.unknown_feature_rows += rows
@@ -92,6 +104,7 @@ class WindowCounters:
         for name in other.capped_features:
             self.note_capped(name, 0)
         self.late_rows += other.late_rows
+        self.embedding_mismatch_rows += other.embedding_mismatch_rows
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +113,7 @@ class WindowCounters:
             "capped_feature_rows": self.capped_feature_rows,
             "capped_features": list(self.capped_features),
             "late_rows": self.late_rows,
+            "embedding_mismatch_rows": self.embedding_mismatch_rows,
         }
 
     @classmethod
@@ -112,6 +126,7 @@ class WindowCounters:
             capped_feature_rows=int(data.get("capped_feature_rows", 0)),
             capped_features=[str(n) for n in data.get("capped_features", [])][:MAX_REPORTED_NAMES],
             late_rows=int(data.get("late_rows", 0)),
+            embedding_mismatch_rows=int(data.get("embedding_mismatch_rows", 0)),
         )
 
 
@@ -137,6 +152,7 @@ class ModelWindow:
         reservoir_size: int | None = None,
         exemplars_per_bin: int = DEFAULT_EXEMPLARS_PER_BIN,
         seed: int | None = None,
+        row_reservoir_size: int = DEFAULT_ROW_RESERVOIR_SIZE,
     ) -> None:
         if not isinstance(reference, Reference):
             raise TypeError(f"reference must be a Reference, got {type(reference).__name__}")
@@ -162,6 +178,20 @@ class ModelWindow:
             raise ValueError(f"reservoir_size must be >= 0, got {reservoir_size}")
         self.reservoir_size = reservoir_size
         self.exemplars_per_bin = exemplars_per_bin
+        if (
+            isinstance(row_reservoir_size, bool)
+            or not isinstance(row_reservoir_size, int)
+            or row_reservoir_size < 1
+        ):
+            raise ValueError(
+                f"row_reservoir_size must be a positive integer, got {row_reservoir_size!r}"
+            )
+        self.row_reservoir_size = row_reservoir_size
+        self._layout = reference.row_layout()
+        # Embedding rows: the k projected values, then the original vector's norm.
+        self._embedding_width = (
+            reference.embedding.dim + 1 if reference.embedding is not None else 0
+        )
         # Without a seed, fresh entropy: replicas then sample independently, which
         # keeps merged reservoirs a proper weighted sample. The seed is part of the
         # state, so a restored window continues the same random streams.
@@ -232,6 +262,11 @@ class ModelWindow:
             seed=int(sequence.generate_state(1)[0]),
         )
 
+    def _row_seed(self, pane_key: float, stream: int) -> int:
+        pane_number = int(pane_key // self.pane_seconds) if self.count is None else int(pane_key)
+        sequence = np.random.SeedSequence([self.seed, pane_number % 2**32, 2**31 + stream])
+        return int(sequence.generate_state(1)[0])
+
     def _pane(self, key: float) -> Pane:
         pane = self._panes.get(key)
         if pane is None:
@@ -244,12 +279,16 @@ class ModelWindow:
         weights: np.ndarray,
         trace_ids: Sequence[str] | None,
         timestamp: float,
+        embeddings: np.ndarray | None = None,
     ) -> int:
         """Add a batch of captured rows; return the rows accepted (0 if too late).
 
         ``columns``: feature name -> values aligned with ``weights`` (1 / sample
         rate per row); a feature absent from ``columns`` is not counted as missing.
         ``trace_ids``: one per row, or None. ``timestamp``: seconds since the epoch.
+        ``embeddings``: ``(n, k + 1)`` rows of the reference's projection (k values,
+        then the original norm), NaN rows for rows without an embedding; ignored
+        when the reference has no embedding sample.
         """
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim != 1:
@@ -270,6 +309,15 @@ class ModelWindow:
                     f"column {name!r} must be 1-D with {n} values, got shape {array.shape}"
                 )
             arrays[str(name)] = array
+        if embeddings is not None and self._embedding_width:
+            embeddings = np.asarray(embeddings, dtype=np.float64)
+            if embeddings.shape != (n, self._embedding_width):
+                raise ValueError(
+                    f"embeddings must have shape ({n}, {self._embedding_width}), "
+                    f"got {embeddings.shape}"
+                )
+        else:
+            embeddings = None
         if n == 0:
             return 0
         if self.count is None:
@@ -278,7 +326,7 @@ class ModelWindow:
             if key + self.pane_seconds <= horizon:
                 self.counters.late_rows += n
                 return 0
-            self._add(self._pane(key), arrays, w, trace_ids, ts, slice(0, n))
+            self._add(self._pane(key), arrays, w, trace_ids, ts, slice(0, n), embeddings)
             self._watermark = max(self._watermark, ts)
             self.expire(self._watermark)
             return n
@@ -289,7 +337,7 @@ class ModelWindow:
                 pane = self._pane(float(self._next_seq))
                 self._next_seq += 1
             stop = min(n, start + self.pane_rows - pane.rows)
-            self._add(pane, arrays, w, trace_ids, ts, slice(start, stop))
+            self._add(pane, arrays, w, trace_ids, ts, slice(start, stop), embeddings)
             start = stop
         self._watermark = max(self._watermark, ts)
         self._trim_count()
@@ -303,9 +351,11 @@ class ModelWindow:
         trace_ids: Sequence[str] | None,
         ts: float,
         rows: slice,
+        embeddings: np.ndarray | None = None,
     ) -> None:
         w = weights[rows]
         ids = None if trace_ids is None else list(trace_ids[rows])
+        self._add_rows(pane, arrays, w, ids, rows, embeddings)
         pane.rows += int(w.shape[0])
         pane.weight += float(w.sum())
         pane.first_ts = min(pane.first_ts, ts)
@@ -321,6 +371,64 @@ class ModelWindow:
             if sketch is None:
                 sketch = pane.sketches[name] = self._new_sketch(name, pane.key)
             sketch.update(values[rows], w, ids)
+
+    def _add_rows(
+        self,
+        pane: Pane,
+        arrays: Mapping[str, np.ndarray],
+        w: np.ndarray,
+        ids: list[str] | None,
+        rows: slice,
+        embeddings: np.ndarray | None,
+    ) -> None:
+        """The pane's whole-row samples: joint rows and embedding rows."""
+        layout = self._layout
+        if layout is not None and any(name in arrays for name in layout.names):
+            if pane.joint is None:
+                pane.joint = RowReservoir(
+                    layout.width, self.row_reservoir_size, seed=self._row_seed(pane.key, 0)
+                )
+            selected = {n: arrays[n][rows] for n in layout.names if n in arrays}
+            pane.joint.update(layout.encode(selected, int(w.shape[0])), w, ids)
+        if embeddings is not None:
+            block = embeddings[rows]
+            present = np.flatnonzero(np.all(np.isfinite(block), axis=1))
+            if present.size:
+                if pane.embedded is None:
+                    pane.embedded = RowReservoir(
+                        self._embedding_width,
+                        self.row_reservoir_size,
+                        seed=self._row_seed(pane.key, 1),
+                    )
+                pane.embedded.update(
+                    block[present],
+                    w[present],
+                    None if ids is None else [ids[i] for i in present.tolist()],
+                )
+
+    def _merged_rows(self, which: str, now: float | None) -> RowReservoir | None:
+        merged: RowReservoir | None = None
+        for key in self._live_keys(now):
+            sample: RowReservoir | None = getattr(self._panes[key], which)
+            if sample is None:
+                continue
+            merged = sample.copy() if merged is None else merged.merge(sample)
+        return merged
+
+    def joint_rows(self, now: float | None = None) -> RowReservoir | None:
+        """The window's sample of whole joint rows (a new object), None without any."""
+        return self._merged_rows("joint", now)
+
+    def embedding_rows(self, now: float | None = None) -> RowReservoir | None:
+        """The window's sample of embedding rows (k values + norm), None without any."""
+        return self._merged_rows("embedded", now)
+
+    def _live_keys(self, now: float | None) -> list[float]:
+        keys = sorted(self._panes)
+        if now is not None and self.count is None:
+            horizon = float(now) - self.window_seconds
+            keys = [k for k in keys if k + self.pane_seconds > horizon]
+        return keys
 
     # -- expiry and reading --
 
@@ -408,6 +516,12 @@ class ModelWindow:
         mine.weight += theirs.weight
         mine.first_ts = min(mine.first_ts, theirs.first_ts)
         mine.last_ts = max(mine.last_ts, theirs.last_ts)
+        for which in ("joint", "embedded"):
+            sample: RowReservoir | None = getattr(theirs, which)
+            if sample is None:
+                continue
+            own: RowReservoir | None = getattr(mine, which)
+            setattr(mine, which, sample.copy() if own is None else own.merge(sample))
         for name, sketch in theirs.sketches.items():
             if name in mine.sketches:
                 mine.sketches[name].merge(sketch)
@@ -431,6 +545,7 @@ class ModelWindow:
                 "reservoir_size": self.reservoir_size,
                 "exemplars_per_bin": self.exemplars_per_bin,
                 "seed": self.seed,
+                "row_reservoir_size": self.row_reservoir_size,
             },
             "watermark": self._watermark if math.isfinite(self._watermark) else None,
             "next_seq": self._next_seq,
@@ -475,6 +590,9 @@ class ModelWindow:
                 reservoir_size=settings["reservoir_size"],
                 exemplars_per_bin=settings["exemplars_per_bin"],
                 seed=settings["seed"],
+                row_reservoir_size=int(
+                    settings.get("row_reservoir_size", DEFAULT_ROW_RESERVOIR_SIZE)
+                ),
             )
             watermark = state["watermark"]
             window._watermark = -math.inf if watermark is None else float(watermark)
@@ -494,10 +612,15 @@ class ModelWindow:
                     pane.sketches[name] = FeatureSketch.from_dict(
                         sketch_state, binning=window._binning(name)
                     )
+                pane.joint = _rows_in(item.get("joint"), window._layout_width())
+                pane.embedded = _rows_in(item.get("embedded"), window._embedding_width)
                 window._panes[pane.key] = pane
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed window state: {exc!r}") from exc
         return window
+
+    def _layout_width(self) -> int:
+        return self._layout.width if self._layout is not None else 0
 
     def __repr__(self) -> str:
         return (
@@ -508,6 +631,18 @@ class ModelWindow:
 
 def _ts_in(value: object, default: float) -> float:
     return default if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _rows_in(data: object, width: int) -> RowReservoir | None:
+    """A pane's row sample from its state (None when absent); checks its width."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise ValueError("a pane's row sample must be a mapping")
+    sample = RowReservoir.from_dict(data)
+    if sample.width != width:
+        raise ValueError(f"pane row sample has width {sample.width}, expected {width}")
+    return sample
 
 
 def _ts_out(value: float) -> float | None:
@@ -524,6 +659,8 @@ def _pane_state(pane: Pane) -> dict[str, Any]:
         "sketches": {
             name: sketch.to_dict(include_binning=False) for name, sketch in pane.sketches.items()
         },
+        **({"joint": pane.joint.to_dict()} if pane.joint is not None else {}),
+        **({"embedded": pane.embedded.to_dict()} if pane.embedded is not None else {}),
     }
 
 
@@ -535,4 +672,6 @@ def _copy_pane(pane: Pane) -> Pane:
         first_ts=pane.first_ts,
         last_ts=pane.last_ts,
         sketches={name: sketch.copy() for name, sketch in pane.sketches.items()},
+        joint=pane.joint.copy() if pane.joint is not None else None,
+        embedded=pane.embedded.copy() if pane.embedded is not None else None,
     )
