@@ -175,6 +175,29 @@ def test_weighted_ks_equals_repeated_samples_with_kish_sizes() -> None:
     assert p_value == pytest.approx(stats.kstwo.sf(statistic, round(n1 * n2 / (n1 + n2))), rel=1e-6)
 
 
+def test_ks_n_reference_stands_for_the_rows_behind_a_quantile_sample() -> None:
+    rng = np.random.default_rng(9)
+    full_reference = rng.normal(size=20_000)
+    quantiles = np.quantile(full_reference, (np.arange(1000) + 0.5) / 1000)
+    cur = rng.normal(0.1, size=800)
+    statistic, p_value = S.ks_2samp(quantiles, cur, n_reference=20_000)
+    full = stats.ks_2samp(full_reference, cur, method="asymp")
+    # The quantile sample's CDF is within 1/1000 of the full reference's.
+    assert statistic == pytest.approx(full.statistic, abs=1e-3)
+    en = 20_000 * 800 / 20_800
+    assert p_value == pytest.approx(stats.kstwo.sf(statistic, round(en)), rel=0.04)
+    assert S.ks_2samp(quantiles, cur, n_reference=0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="n_reference"):
+        S.ks_2samp(quantiles, cur, n_reference=-5)
+    result = S.run_method("ks", ref_values=quantiles, cur_values=cur, n_reference=20_000)
+    assert (result.score, result.p_value) == (statistic, p_value)
+    guarded = S.run_method(
+        "wasserstein_normed", ref_values=quantiles, cur_values=cur, n_reference=20_000
+    )
+    assert guarded.p_value == p_value
+    assert not S.run_method("ks", ref_values=quantiles, cur_values=cur, n_reference=0).enough_data
+
+
 def test_effective_sample_size_is_kish() -> None:
     w = np.array([1.0, 2.0, 3.0, 0.0])
     assert S.effective_sample_size(w) == pytest.approx(36 / 14)
@@ -654,6 +677,10 @@ def test_run_method_validates_its_arguments() -> None:
         S.run_method("psi", ref_values=[1.0], cur_values=[1.0])
     with pytest.raises(ValueError, match="needs ref_values"):
         S.run_method("ks", ref_counts=[1], cur_counts=[1])
+    with pytest.raises(ValueError, match="n_current"):
+        S.run_method("chi_square", ref_counts=[1, 2], cur_counts=[1, 2], n_current=-3)
+    with pytest.raises(ValueError, match="n_reference"):
+        S.run_method("ks", ref_values=[1.0], cur_values=[1.0], n_reference=math.inf)
 
 
 def test_chi_square_run_method_uses_the_effective_size() -> None:

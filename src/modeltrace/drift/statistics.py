@@ -488,6 +488,8 @@ def ks_2samp(
     cur: ArrayLike,
     ref_weights: ArrayLike | None = None,
     cur_weights: ArrayLike | None = None,
+    *,
+    n_reference: float | None = None,
 ) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov test: (statistic, two-sided p-value).
 
@@ -496,18 +498,34 @@ def ks_2samp(
     effective (Kish) sample sizes, which equal the sample counts when
     unweighted; this is the asymptotic method of
     ``scipy.stats.ks_2samp(method="asymp")``. Non-finite values are ignored.
-    Returns ``(0.0, 1.0)`` when either sample is empty.
+
+    ``n_reference`` replaces the reference's sample size when ``ref`` is not a
+    random sample but stands for more rows: a quantile sample of a reference
+    of N rows (``Reference`` keeps one) has the empirical CDF of all N rows
+    to within ``1 / len(ref)``, so the test must use N; with the sample's own
+    size it would be conservative (no false positives, less power).
+    Returns ``(0.0, 1.0)`` when either sample is empty or ``n_reference`` is 0.
     """
+    n1 = _optional_size(n_reference, "n_reference")
     ref_x, ref_w = _samples(ref, ref_weights, "ref")
     cur_x, cur_w = _samples(cur, cur_weights, "cur")
-    if ref_x.size == 0 or cur_x.size == 0:
+    if ref_x.size == 0 or cur_x.size == 0 or n1 == 0:
         return 0.0, 1.0
     points = np.union1d(ref_x, cur_x)
     gap = np.abs(_weighted_cdf_at(ref_x, ref_w, points) - _weighted_cdf_at(cur_x, cur_w, points))
     statistic = float(min(gap.max(), 1.0))
-    n1 = effective_sample_size(ref_w)
+    if n1 is None:
+        n1 = effective_sample_size(ref_w)
     n2 = effective_sample_size(cur_w)
     return statistic, kolmogorov_sf(statistic, n1 * n2 / (n1 + n2))
+
+
+def _optional_size(n: float | None, label: str) -> float | None:
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
+        raise ValueError(f"{label} must be a finite number >= 0, got {n!r}")
+    return float(n)
 
 
 def wasserstein(
@@ -742,25 +760,32 @@ def run_method(
     ref_weights: ArrayLike | None = None,
     cur_weights: ArrayLike | None = None,
     n_current: float | None = None,
+    n_reference: float | None = None,
 ) -> MethodResult:
     """Run one drift method and apply its threshold (its default when None).
 
     Count methods read ``ref_counts``/``cur_counts`` (``n_current``: effective
-    current size for chi-square); sample methods read ``ref_values``/
-    ``cur_values`` and optional weights. When either side has no usable data
-    the result is the "no verdict" ``MethodResult(0.0, None, False,
-    enough_data=False)``.
+    size of the current window, for chi-square). Sample methods read
+    ``ref_values``/``cur_values`` and optional weights; ``n_reference`` is the
+    number of reference rows that ``ref_values`` stands for when it is a
+    quantile sample (see ``ks_2samp``), e.g. ``FeatureReference.n_valid``.
+    The current sample's size always comes from its own weights (a window's
+    reservoir is a random sample), never from ``n_current``. When either side
+    has no usable data the result is the "no verdict" ``MethodResult(0.0,
+    None, False, enough_data=False)``.
     """
     spec = resolve_method(name)
     level = _check_threshold(spec, spec.threshold if threshold is None else threshold)
+    n_ref_sample = _optional_size(n_reference, "n_reference")
+    n_cur_window = _optional_size(n_current, "n_current")
     if spec.input == "counts":
         if ref_counts is None or cur_counts is None:
             raise ValueError(f"method {spec.name} needs ref_counts and cur_counts")
         ref, cur = _counts_pair(ref_counts, cur_counts)
-        if ref.sum() <= 0 or cur.sum() <= 0 or (n_current is not None and n_current <= 0):
+        if ref.sum() <= 0 or cur.sum() <= 0 or n_cur_window == 0:
             return _no_verdict()
         if spec.name == "chi_square":
-            statistic, p_value = chi_square(ref, cur, n_current)
+            statistic, p_value = chi_square(ref, cur, n_cur_window)
             return MethodResult(statistic, p_value, p_value < level)
         if spec.name == "psi":
             score = psi(ref, cur)
@@ -773,13 +798,13 @@ def run_method(
         raise ValueError(f"method {spec.name} needs ref_values and cur_values")
     ref_x, ref_w = _samples(ref_values, ref_weights, "ref")
     cur_x, cur_w = _samples(cur_values, cur_weights, "cur")
-    if ref_x.size == 0 or cur_x.size == 0:
+    if ref_x.size == 0 or cur_x.size == 0 or n_ref_sample == 0:
         return _no_verdict()
     if spec.name == "ks":
-        statistic, p_value = ks_2samp(ref_x, cur_x, ref_w, cur_w)
+        statistic, p_value = ks_2samp(ref_x, cur_x, ref_w, cur_w, n_reference=n_ref_sample)
         return MethodResult(statistic, p_value, p_value < level)
     score = wasserstein_normed(ref_x, cur_x, ref_w, cur_w)
     if spec.guard_level is None:
         return MethodResult(score, None, score >= level)
-    _, guard_p = ks_2samp(ref_x, cur_x, ref_w, cur_w)
+    _, guard_p = ks_2samp(ref_x, cur_x, ref_w, cur_w, n_reference=n_ref_sample)
     return MethodResult(score, guard_p, score >= level and guard_p < spec.guard_level)
