@@ -7,7 +7,14 @@ Tables (schema version ``SCHEMA_VERSION``, kept in ``meta``):
 * ``model_stats`` — per (model, version) counters (spans, rows, ...) as JSON;
 * ``inbox`` — acknowledged raw OTLP requests not yet covered by a checkpoint;
 * ``report_history`` — past ``DriftReport`` JSON, the newest ``history_limit``
-  per (model, version).
+  per (model, version);
+* ``join_states`` — the serialized label ``JoinBuffer`` of each (model, version)
+  (schema 2), written with the window states at each checkpoint;
+* ``performance_settings`` — per (model, version) SLO thresholds and task as
+  JSON (schema 2).
+
+Schema 1 stores are migrated to 2 when opened for writing (new tables only);
+read-only access accepts both.
 
 One connection, guarded by a lock, serves every thread; ``read_only=True``
 opens an existing store for reading only (``modeltrace report`` next to a
@@ -31,7 +38,9 @@ from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "DriftStore", "StoreError", "StoredReport"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this code reads; older ones are migrated on a writable open.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 DEFAULT_HISTORY_LIMIT = 200
 # Inbox rows read per query while replaying (bounds replay memory).
 REPLAY_BATCH = 64
@@ -74,6 +83,19 @@ CREATE TABLE IF NOT EXISTS report_history (
     json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS report_history_model ON report_history (model, version, id);
+CREATE TABLE IF NOT EXISTS join_states (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    state BLOB NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS performance_settings (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (model, version)
+);
 """
 
 
@@ -137,7 +159,7 @@ class DriftStore:
         conn = self._conn
         if self.read_only:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None or int(row[0]) != SCHEMA_VERSION:
+            if row is None or int(row[0]) not in READABLE_SCHEMA_VERSIONS:
                 raise StoreError(
                     f"store {self.path!r} has schema version {row and row[0]}; this modeltrace "
                     f"reads version {SCHEMA_VERSION}"
@@ -150,13 +172,31 @@ class DriftStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         with self._transaction():
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+            ).fetchone()
+            row = (
+                conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if has_meta
+                else None
+            )
+            if row is not None and int(row[0]) not in READABLE_SCHEMA_VERSIONS:
+                raise StoreError(
+                    f"store {self.path!r} has schema version {row[0]}; this modeltrace "
+                    f"reads version {SCHEMA_VERSION}"
+                )
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) < SCHEMA_VERSION:
+                # 1 -> 2: the join_states and performance_settings tables (created above).
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'",
                     (str(SCHEMA_VERSION),),
                 )
             elif int(row[0]) != SCHEMA_VERSION:
@@ -254,13 +294,21 @@ class DriftStore:
         applied_inbox_id: int,
         *,
         drop_windows: Iterable[tuple[str, str]] = (),
+        joins: Mapping[tuple[str, str], bytes] | None = None,
     ) -> int:
-        """In one transaction: upsert window states and counters, delete the states
-        of ``drop_windows`` and the inbox rows up to ``applied_inbox_id`` (included).
+        """In one transaction: upsert window states, label join states and counters,
+        delete the states of ``drop_windows`` and the inbox rows up to
+        ``applied_inbox_id`` (included).
 
         Returns how many inbox rows were deleted."""
         now = time.time()
         with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO join_states (model, version, state, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (model, version) DO UPDATE SET state = excluded.state, "
+                "updated = excluded.updated",
+                [(m, v, state, now) for (m, v), state in (joins or {}).items()],
+            )
             conn.executemany(
                 "DELETE FROM window_states WHERE model = ? AND version = ?", list(drop_windows)
             )
@@ -277,6 +325,38 @@ class DriftStore:
             )
             cursor = conn.execute("DELETE FROM inbox WHERE id <= ?", (int(applied_inbox_id),))
             return int(cursor.rowcount)
+
+    def load_joins(self) -> list[tuple[str, str, bytes]]:
+        """Every stored label join state as (model, version, state)."""
+        if not self._has_table("join_states"):
+            return []
+        rows = self._query("SELECT model, version, state FROM join_states ORDER BY model, version")
+        return [(str(m), str(v), bytes(s)) for m, v, s in rows]
+
+    # -- performance settings (SLO thresholds, task) --
+
+    def put_performance_settings(self, model: str, version: str, json_text: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO performance_settings (model, version, json) VALUES (?, ?, ?) "
+                "ON CONFLICT (model, version) DO UPDATE SET json = excluded.json",
+                (model, version, json_text),
+            )
+
+    def performance_settings(self) -> list[tuple[str, str, str]]:
+        """Every stored performance setting as (model, version, json)."""
+        if not self._has_table("performance_settings"):
+            return []
+        rows = self._query(
+            "SELECT model, version, json FROM performance_settings ORDER BY model, version"
+        )
+        return [(str(m), str(v), str(j)) for m, v, j in rows]
+
+    def _has_table(self, name: str) -> bool:
+        """False for the tables a read-only schema-1 store does not have yet."""
+        return bool(
+            self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        )
 
     # -- inbox --
 
