@@ -25,6 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from modeltrace.drift.labelled_sample import (
+    DEFAULT_LABELLED_SAMPLE_SIZE,
+    LabelledSample,
+    top_scores,
+)
 from modeltrace.embedding import DEFAULT_DIM, DEFAULT_SEED, Projection, as_matrix
 from modeltrace.semconv import PREDICTION_FEATURE
 
@@ -535,6 +540,8 @@ class Reference:
     settings: dict[str, Any] = field(default_factory=dict)
     rows: RowSample | None = None
     embedding: EmbeddingSample | None = None
+    # Aligned (prediction, score, target) rows for the CBPE calibration.
+    labelled: LabelledSample | None = None
 
     def row_layout(self) -> RowLayout | None:
         """The layout of the joint rows (None without a row sample)."""
@@ -576,6 +583,8 @@ class Reference:
         embedding_dim: int = DEFAULT_DIM,
         embedding_seed: int = DEFAULT_SEED,
         row_sample_size: int = DEFAULT_REFERENCE_ROWS,
+        scores: object = None,
+        labelled_sample_size: int = DEFAULT_LABELLED_SAMPLE_SIZE,
     ) -> Reference:
         """Summarise reference data.
 
@@ -587,6 +596,10 @@ class Reference:
         column of ``X`` holding one vector per row; projected like the SDK does
         (``embedding_dim``, ``embedding_seed``: use the values given to ``monitor``).
         ``row_sample_size``: whole rows kept for multivariate drift (0: none).
+        ``scores``: the model's confidence per row (the predicted class's probability,
+        or a ``predict_proba`` matrix); with ``predictions`` and ``targets`` a sample
+        of ``labelled_sample_size`` aligned rows is kept to calibrate estimated
+        performance (``modeltrace.drift.cbpe``).
         """
         if (
             isinstance(row_sample_size, bool)
@@ -670,6 +683,16 @@ class Reference:
             assert layout is not None
             picked = {name: columns[name][chosen] for name in joint}
             reference.rows.rows = layout.encode(picked, int(chosen.size))
+        if scores is not None:
+            if prediction_column is None or target_column is None:
+                raise ValueError("scores need predictions and targets (to calibrate them)")
+            reference.labelled = LabelledSample.from_columns(
+                prediction_column,
+                top_scores(scores, n_rows),
+                target_column,
+                size=labelled_sample_size,
+                seed=seed,
+            )
         if vectors is not None and chosen.size:
             projection = Projection(seed=embedding_seed, k=embedding_dim, d=int(vectors.shape[1]))
             projected, norms = projection.project(vectors[chosen])
@@ -689,6 +712,7 @@ class Reference:
             "target": self.target.to_dict() if self.target is not None else None,
             "rows": self.rows.to_dict() if self.rows is not None else None,
             "embedding": self.embedding.to_dict() if self.embedding is not None else None,
+            **({"labelled": self.labelled.to_dict()} if self.labelled is not None else {}),
         }
 
     @classmethod
@@ -727,6 +751,13 @@ class Reference:
         if not isinstance(settings, Mapping):
             raise ReferenceFormatError("reference 'settings' must be an object")
         rows_data, embedding_data = data.get("rows"), data.get("embedding")
+        labelled_data = data.get("labelled")
+        try:
+            labelled = (
+                LabelledSample.from_dict(labelled_data) if labelled_data is not None else None
+            )
+        except ValueError as exc:
+            raise ReferenceFormatError(f"reference 'labelled': {exc}") from exc
         return cls(
             features=features,
             target=FeatureReference.from_dict(target_data) if target_data is not None else None,
@@ -737,6 +768,7 @@ class Reference:
             embedding=(
                 EmbeddingSample.from_dict(embedding_data) if embedding_data is not None else None
             ),
+            labelled=labelled,
         )
 
     def to_json(self) -> str:
