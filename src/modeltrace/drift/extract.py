@@ -101,12 +101,16 @@ class ModelRows:
 
 @dataclass(frozen=True, slots=True)
 class LabelRecord:
-    """A delayed label span: the labels of one earlier prediction call."""
+    """A delayed label span: the labels of one earlier prediction call.
+
+    ``labels`` is aligned with the call's batch rows, or with ``rows`` (the batch
+    row indices, from the label span's ``ml.sample.indices``) when given."""
 
     model: str
     version: str
     prediction_id: str
     labels: tuple[Any, ...]
+    rows: tuple[int, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -360,11 +364,25 @@ class _Collector:
         self.result.accepted += 1
 
     def add_label(
-        self, model: str, version: str, prediction_id: Any, labels: tuple[Any, ...]
+        self,
+        model: str,
+        version: str,
+        prediction_id: Any,
+        labels: tuple[Any, ...],
+        rows: Any = None,
     ) -> None:
         if not isinstance(prediction_id, str) or not prediction_id:
             raise _RejectedSpan("missing ml.prediction.id")
-        self.result.labels.append(LabelRecord(model, version, prediction_id, labels))
+        row_tuple: tuple[int, ...] | None = None
+        if rows is not None:
+            if not isinstance(rows, (list, tuple)):
+                rows = (rows,)
+            if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
+                raise _RejectedSpan("ml.sample.indices must be integers >= 0")
+            if len(rows) != len(labels):
+                raise _RejectedSpan("ml.sample.indices length does not match ml.label.value")
+            row_tuple = tuple(rows)
+        self.result.labels.append(LabelRecord(model, version, prediction_id, labels, row_tuple))
         self.result.accepted += 1
 
     def finish(self) -> Extraction:
@@ -456,6 +474,7 @@ def _sdk_span(collector: _Collector, span: Any) -> None:
             version,
             attributes.get(semconv.PREDICTION_ID),
             _sdk_labels(attributes.get(semconv.LABEL_VALUE)),
+            attributes.get(semconv.SAMPLE_INDICES),
         )
         return
     if span.end_time is None:
@@ -588,6 +607,7 @@ def _otlp_span(collector: _Collector, span: Any) -> None:
                 version,
                 _otlp_any(special.get(semconv.PREDICTION_ID)),
                 tuple(labels) if isinstance(labels, list) else (labels,),
+                _otlp_any(special.get(semconv.SAMPLE_INDICES)),
             )
             return
         items.extend([_otlp_item(column, raw) for column, raw in pending])
