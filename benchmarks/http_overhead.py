@@ -13,11 +13,13 @@ For each framework, one run measures three servers built like
 
 Each server is its own process on 127.0.0.1; the load comes from a separate
 client process (keep-alive connections, a few threads) for ``--duration``
-seconds after a short warm-up. Spans are exported over OTLP/HTTP to a sink in
+seconds after a short warm-up; the three servers run side by side and their
+measurements are interleaved over ``--rounds`` rounds (median), so load from
+elsewhere on the machine affects all three alike. Spans are exported over OTLP/HTTP to a sink in
 this process that answers 200 without decoding. The target is
 ``modeltrace / otel >= 0.9``. Usage::
 
-    python benchmarks/http_overhead.py [--duration 3] [--concurrency 4]
+    python benchmarks/http_overhead.py [--duration 2] [--concurrency 4] [--rounds 3]
 
 Numbers depend on the machine; on a shared 2-core box client and server
 compete, which lowers absolute rates but keeps the ratios comparable.
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -195,8 +198,7 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60
     raise RuntimeError("server did not start")
 
 
-def measure(framework: str, mode: str, duration: float, concurrency: int, endpoint: str) -> float:
-    """Requests/second of one server, measured by a separate client process."""
+def _start(framework: str, mode: str, endpoint: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = dict(os.environ)
     env.update(
@@ -206,37 +208,62 @@ def measure(framework: str, mode: str, duration: float, concurrency: int, endpoi
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]),
         }
     )
-    script = str(Path(__file__).resolve())
     server = subprocess.Popen(
-        [sys.executable, script, "--serve", framework, mode, str(port)],
+        [sys.executable, str(Path(__file__).resolve()), "--serve", framework, mode, str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    _wait_ready(port, server)
+    return server, f"http://127.0.0.1:{port}/predict"
+
+
+def _load(url: str, duration: float, concurrency: int) -> float:
+    """Requests/second against ``url``, measured by a separate client process."""
+    done = subprocess.run(
+        [
+            *(sys.executable, str(Path(__file__).resolve()), "--load", url),
+            str(duration),
+            str(concurrency),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(done.stdout)
+    if result["errors"]:
+        raise RuntimeError(f"{url}: {result['errors']} failed requests")
+    return float(result["requests"] / result["seconds"])
+
+
+def measure_framework(
+    framework: str, duration: float, concurrency: int, rounds: int, endpoint: str
+) -> dict[str, float]:
+    """Median requests/second per mode; the modes' runs are interleaved round by round."""
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
-        _wait_ready(port, server)
-        url = f"http://127.0.0.1:{port}/predict"
-        client = [sys.executable, script, "--load", url]
-        subprocess.run([*client, "0.5", str(concurrency)], check=True, capture_output=True)
-        done = subprocess.run(
-            [*client, str(duration), str(concurrency)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        result = json.loads(done.stdout)
-        if result["errors"]:
-            raise RuntimeError(f"{framework}/{mode}: {result['errors']} failed requests")
-        return float(result["requests"] / result["seconds"])
+        for mode in MODES:
+            servers[mode] = _start(framework, mode, endpoint)
+        for _, url in servers.values():
+            _load(url, 0.5, concurrency)  # warm-up
+        samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for _ in range(rounds):
+            for mode in MODES:
+                samples[mode].append(_load(servers[mode][1], duration, concurrency))
+        return {mode: statistics.median(values) for mode, values in samples.items()}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for server, _ in servers.values():
+            server.terminate()
+        for server, _ in servers.values():
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
-def run(duration: float, concurrency: int, frameworks: tuple[str, ...]) -> dict[str, Any]:
+def run(
+    duration: float, concurrency: int, rounds: int, frameworks: tuple[str, ...]
+) -> dict[str, Any]:
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     sink.daemon_threads = True
     threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -244,9 +271,7 @@ def run(duration: float, concurrency: int, frameworks: tuple[str, ...]) -> dict[
     results: dict[str, Any] = {}
     try:
         for framework in frameworks:
-            rates = {
-                mode: measure(framework, mode, duration, concurrency, endpoint) for mode in MODES
-            }
+            rates = measure_framework(framework, duration, concurrency, rounds, endpoint)
             results[framework] = {
                 **{f"{mode}_rps": round(rate, 1) for mode, rate in rates.items()},
                 "modeltrace_vs_otel": round(rates["modeltrace"] / rates["otel"], 3),
@@ -267,13 +292,15 @@ def main(argv: list[str] | None = None) -> int:
         load(args[1], float(args[2]), int(args[3]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--framework", choices=FRAMEWORKS, action="append")
     options = parser.parse_args(args)
-    if options.duration <= 0 or options.concurrency <= 0:
-        parser.error("--duration and --concurrency must be positive")
-    results = run(options.duration, options.concurrency, tuple(options.framework or FRAMEWORKS))
+    if options.duration <= 0 or options.concurrency <= 0 or options.rounds <= 0:
+        parser.error("--duration, --concurrency and --rounds must be positive")
+    frameworks = tuple(options.framework or FRAMEWORKS)
+    results = run(options.duration, options.concurrency, options.rounds, frameworks)
     print(json.dumps(results, indent=2))
     return 0
 
