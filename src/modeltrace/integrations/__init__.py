@@ -4,9 +4,10 @@
 - ``modeltrace.integrations.fastapi.instrument_app(app, **monitor_defaults)``
 - ``modeltrace.integrations.sklearn.SklearnInstrumentor`` (zero code, entry
   point ``sklearn`` of ``opentelemetry_instrumentor``)
-- ``modeltrace.integrations.prefork``: gunicorn / multi-worker notes and hooks
 
 Each submodule imports its framework; this package imports none of them.
+Pre-fork servers (gunicorn, ``--preload`` or not) need no hook: see README
+"Integrations".
 """
 
 from __future__ import annotations
