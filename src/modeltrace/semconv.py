@@ -56,6 +56,19 @@ METRIC_PERFORMANCE = "ml.model.performance"
 FEATURE_NAME = "ml.feature.name"
 DRIFT_METHOD = "ml.drift.method"
 PERFORMANCE_METRIC = "ml.performance.metric"
+# ml.performance.metric values of estimated (CBPE) performance carry this prefix
+# ("estimated_accuracy"); realized ones are the bare metric names ("accuracy").
+ESTIMATED_METRIC_PREFIX = "estimated_"
+
+# --- aggregator label-join metrics ------------------------------------------
+# Label rows by outcome (received, matched, duplicate, not_captured, late, unmatched).
+METRIC_JOIN_LABELS = "modeltrace.join.labels"
+# Captured prediction rows by outcome (buffered, expired, evicted).
+METRIC_JOIN_PREDICTIONS = "modeltrace.join.predictions"
+# Rows waiting now (modeltrace.join.side = label | prediction).
+METRIC_JOIN_PENDING = "modeltrace.join.pending"
+JOIN_OUTCOME = "modeltrace.join.outcome"
+JOIN_SIDE = "modeltrace.join.side"
 
 # Prediction drift is reported as this pseudo-feature.
 PREDICTION_FEATURE = "__prediction__"
