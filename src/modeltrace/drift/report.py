@@ -58,6 +58,9 @@ class FeatureDrift:
     out_of_range_ratio: float | None = None
     unseen_ratio: float | None = None
     enough_data: bool = True
+    # Free text about how the verdict was reached (multivariate entries: the
+    # threshold's origin, a time budget that ran out, ...); "" when nothing to add.
+    detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -95,6 +98,7 @@ class FeatureDrift:
                 out_of_range_ratio=_num_in(data.get("out_of_range_ratio"), nullable=True),
                 unseen_ratio=_num_in(data.get("unseen_ratio"), nullable=True),
                 enough_data=bool(data.get("enough_data", True)),
+                detail=str(data.get("detail", "")),
             )
         except KeyError as exc:
             raise ValueError(f"feature drift entry misses field {exc.args[0]!r}") from exc
@@ -160,12 +164,15 @@ class DriftReport:
     n_evaluated: int = 0
     n_drifted: int = 0
 
-    def feature(self, name: str) -> FeatureDrift:
-        """The entry of feature ``name``; ``KeyError`` if the report has none."""
+    def feature(self, name: str, method: str | None = None) -> FeatureDrift:
+        """The entry of feature ``name`` (the first one, or the one of ``method``:
+        dataset-level entries such as ``__multivariate__`` have one per method);
+        ``KeyError`` if the report has none."""
         for entry in self.features:
-            if entry.name == name:
+            if entry.name == name and (method is None or entry.method == method):
                 return entry
-        raise KeyError(f"no feature {name!r} in the drift report of {self.model}/{self.version}")
+        what = f"feature {name!r}" + (f" with method {method!r}" if method else "")
+        raise KeyError(f"no {what} in the drift report of {self.model}/{self.version}")
 
     @property
     def drifted_features(self) -> list[str]:
