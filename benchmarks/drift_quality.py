@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def _flags(
     reference: FeatureReference, sketch: FeatureSketch, methods: list[str]
 ) -> dict[str, bool]:
     """Method name -> drifted, for every method and for the default policy."""
-    inputs = {
+    inputs: dict[str, Any] = {
         "ref_counts": reference.counts,
         "cur_counts": sketch.counts,
         "ref_values": reference.reservoir,
