@@ -57,8 +57,10 @@ arrays = hnp.arrays(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tel() -> Iterator[Telemetry]:
+    # Function scope: modeltrace's runtime is process-global, and under
+    # ``pytest -n`` tests of other modules run between this module's tests.
     telemetry = Telemetry(sample_rate=1.0)
     yield telemetry
     telemetry.close()
