@@ -40,6 +40,14 @@ from opentelemetry.sdk.trace import SpanProcessor
 from modeltrace import __version__, semconv
 from modeltrace.drift.evaluate import evaluate_window, parse_overrides
 from modeltrace.drift.extract import Extraction, InvalidPayloadError, ModelRows, extract
+from modeltrace.drift.label_upload import LabelEntry, labels_request
+from modeltrace.drift.labels import DEFAULT_LABEL_TTL_SECONDS, DEFAULT_MAX_ROWS, JoinBuffer
+from modeltrace.drift.performance import PerformanceReport
+from modeltrace.drift.performance_tracker import (
+    PerformanceSettings,
+    PerformanceTracker,
+    WindowSpec,
+)
 from modeltrace.drift.reference import Reference
 from modeltrace.drift.report import DriftReport
 from modeltrace.drift.store import DriftStore
@@ -195,6 +203,8 @@ class DriftAggregator:
         checkpoint_payloads: int = 1000,
         history_limit: int = 200,
         read_only: bool = False,
+        label_ttl_seconds: float = DEFAULT_LABEL_TTL_SECONDS,
+        max_join_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
         self.pane_seconds = _positive_number("pane_seconds", pane_seconds)
         self.window_seconds = _positive_number("window_seconds", window_seconds)
@@ -234,6 +244,10 @@ class DriftAggregator:
         self._last_checkpoint = time.monotonic()
         self._processors: list[SpanProcessor] = []
         self._closed = False
+        # Delayed labels: joins, SLOs and performance (modeltrace.drift.performance_tracker).
+        self._performance = PerformanceTracker(
+            ttl_seconds=label_ttl_seconds, max_rows=max_join_rows, max_pending=max_join_rows
+        )
         self._restore()
         self._register_metrics(meter_provider)
 
@@ -270,6 +284,7 @@ class DriftAggregator:
                     logger.exception("stored window of %s/%s is unusable; starting empty", *key)
             self._windows[key] = window if window is not None else self._new_window(reference)
             self._changed.add(key)
+        self._performance.restore(self._store)
         replayed = 0
         for inbox_id, payload in self._store.inbox():
             self._apply_payload(payload)
@@ -291,7 +306,11 @@ class DriftAggregator:
                 if key in self._stats
             }
             deleted = self._store.checkpoint(
-                windows, stats, self._applied_inbox_id, drop_windows=self._dropped_windows
+                windows,
+                stats,
+                self._applied_inbox_id,
+                drop_windows=self._dropped_windows,
+                joins=self._performance.checkpoint_states(),
             )
             self._dirty.clear()
             self._dropped_windows.clear()
@@ -428,12 +447,14 @@ class DriftAggregator:
                 over_cap += batch.spans
                 continue
             self._add_rows(key, batch)
+            self._performance.add_predictions(key, batch)
             rows += batch.rows
         for label in extraction.labels:
             key = (label.model, label.version)
             if self._admit(key):
                 self._stats[key].labels += 1
                 self._dirty.add(key)
+                self._performance.add_label(key, label)
             else:
                 self._dropped.note(key, 1)
                 over_cap += 1
@@ -629,6 +650,9 @@ class DriftAggregator:
             windows = {k: w.to_bytes() for k, w in other._windows.items()}
             stats = {k: ModelStats.from_dict(s.to_dict()) for k, s in other._stats.items()}
             dropped = (other._dropped.spans, list(other._dropped.models))
+            joins = {
+                k: JoinBuffer.from_bytes(j.to_bytes()) for k, j in other._performance.joins.items()
+            }
         with self._lock:
             self._check_open()
             for key, reference in references.items():
@@ -652,6 +676,8 @@ class DriftAggregator:
                     continue
                 self._stats[key].merge(theirs_stats)
                 self._dirty.add(key)
+                if key in joins:
+                    self._performance.merge(key, joins[key])
             self._dropped.spans += dropped[0]
             for name in dropped[1]:
                 if (
@@ -692,6 +718,7 @@ class DriftAggregator:
             callbacks=[self._observe_missing],
             description="Weighted share of missing values of a feature in the current window",
         )
+        self._performance.register_metrics(meter, self._performance_reports, self._lock)
 
     def _reports_for_metrics(self) -> list[DriftReport]:
         try:
@@ -744,6 +771,134 @@ class DriftAggregator:
                     )
         return out
 
+    # -- delayed labels and performance --
+
+    def ingest_labels(
+        self, model: str, version: str, entries: Sequence[LabelEntry]
+    ) -> dict[str, int]:
+        """Bulk labels (``modeltrace.drift.label_upload``): committed to the inbox as label
+        spans (durable when this returns, replayed after a crash), then joined.
+
+        Returns the counts of this upload: ``accepted`` label rows, ``matched`` now,
+        ``pending`` (waiting for their prediction), ``duplicates``, ``not_captured``,
+        ``late``."""
+        key = _key(model, version)
+        if not entries:
+            return dict.fromkeys(_UPLOAD_COUNTS, 0)
+        payload = labels_request(key[0], key[1], entries)
+        extraction = self._extract(payload)
+        with self._lock:
+            self._check_open()
+            if not self._admit(key):
+                self._dropped.note(key, 1)
+                raise ValueError(
+                    f"model limit ({self.max_models}) reached: labels of {model}/{version} refused"
+                )
+            before = self._performance.counts(key)
+            ids = self._store.append_inbox([payload])
+            if not isinstance(extraction, IngestResult):
+                self._apply(extraction)
+            if ids:
+                self._applied_inbox_id = ids[-1]
+            self._payloads_since_checkpoint += 1
+            after = self._performance.counts(key)
+        out = {name: after[name] - before[name] for name in _UPLOAD_COUNTS if name != "accepted"}
+        out["accepted"] = after["labels"] - before["labels"]
+        return out
+
+    def set_slo(
+        self,
+        model: str,
+        version: str,
+        thresholds: Mapping[str, Any] | None,
+        *,
+        task: str | None = None,
+    ) -> None:
+        """SLO thresholds of one model (``{"accuracy": 0.9, "rmse": {"max": 3}}``, see
+        ``modeltrace.drift.performance``) and optionally its task; stored at once.
+        ``ValueError`` on an unknown metric or a bad value."""
+        key = _key(model, version)
+        settings = PerformanceSettings.parse(thresholds, task)
+        with self._lock:
+            self._check_open()
+            self._performance.set_settings(None if self.read_only else self._store, key, settings)
+
+    def slo(self, model: str, version: str) -> dict[str, Any]:
+        """The stored SLO thresholds of one model (``{}`` when none)."""
+        with self._lock:
+            settings = self._performance.settings.get(_key(model, version))
+            return dict(settings.thresholds or {}) if settings is not None else {}
+
+    def _window_spec(self, key: ModelKey) -> WindowSpec:
+        if self.count is not None:
+            return WindowSpec(count=self.count)
+        window = self._windows.get(key)
+        if window is not None:
+            start, end = window.bounds()
+            if start is not None:
+                return WindowSpec(start=start, end=end)
+        rows = self._performance.buffer(key).joined_rows()
+        if not len(rows):
+            return WindowSpec()
+        end = float(rows.ts.max())
+        return WindowSpec(start=end - self.window_seconds, end=end)
+
+    def performance_report(self, model: str, version: str) -> PerformanceReport:
+        """Realized performance of the current window's labelled rows, with the CBPE
+        estimate attached (``report.estimated``) and the SLOs checked."""
+        key = _key(model, version)
+        with self._lock:
+            self._check_open()
+            if key not in self._stats and key not in self._references:
+                raise self._unknown(model, version)
+            return self._performance.report(key, self._references.get(key), self._window_spec(key))
+
+    def performance(self, model: str, version: str) -> dict[str, Any]:
+        """The ``GET .../performance`` JSON: ``realized``, ``estimated``, ``label_coverage``,
+        ``labels`` (join counts), ``slo``, intervals and the window."""
+        key = _key(model, version)
+        report = self.performance_report(model, version)
+        with self._lock:
+            spec = self._window_spec(key)
+            counts = self._performance.counts(key)
+        out = report.to_dict()
+        out["model"], out["version"] = key
+        out["labels"] = counts
+        out["window"] = {"start": spec.start, "end": spec.end, "count": spec.count}
+        return out
+
+    def performance_history(self, model: str, version: str) -> dict[str, Any]:
+        """Performance over time of the buffered predictions (realized and estimated
+        main metric per pane-sized bucket), as ``html.render_model_page`` takes it."""
+        key = _key(model, version)
+        with self._lock:
+            self._check_open()
+            return self._performance.points(key, self._references.get(key), self.pane_seconds)
+
+    def label_counts(self, model: str, version: str) -> dict[str, int]:
+        """Join counters of one model: matched, pending, unmatched, expired, duplicates..."""
+        with self._lock:
+            return self._performance.counts(_key(model, version))
+
+    def _performance_reports(self) -> list[tuple[ModelKey, PerformanceReport]]:
+        out = []
+        with self._lock:
+            if self._closed:
+                return []
+            for key in sorted(self._performance.joins):
+                try:
+                    out.append(
+                        (
+                            key,
+                            self._performance.report(
+                                key, self._references.get(key), self._window_spec(key)
+                            ),
+                        )
+                    )
+                except Exception:
+                    logger.exception("performance of %s/%s failed", *key)
+        return out
+
     # -- helpers --
 
     def _check_open(self) -> None:
@@ -755,6 +910,9 @@ class DriftAggregator:
             f"DriftAggregator(store={self._store.path!r}, models={len(self._stats)}, "
             f"references={len(self._references)})"
         )
+
+
+_UPLOAD_COUNTS = ("accepted", "matched", "pending", "duplicates", "not_captured", "late")
 
 
 def _ids(trace_ids: np.ndarray) -> Sequence[str]:

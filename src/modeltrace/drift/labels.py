@@ -357,13 +357,24 @@ class JoinBuffer:
         prediction_id: str,
         labels: Sequence[Any] | Mapping[int, Any],
         now: float,
+        rows: Sequence[int] | None = None,
     ) -> int:
         """Add the labels of one prediction call: a sequence aligned with its batch rows
-        (a scalar label is a one-element sequence) or a mapping row -> label. Missing
-        values (``None``, NaN, "") are skipped. Returns the label rows counted."""
+        (a scalar label is a one-element sequence), or with ``rows`` when given, or a
+        mapping row -> label. Missing values (``None``, NaN, "") are skipped; a row
+        given twice counts as a duplicate (the last wins). Returns the label rows
+        counted."""
         if not isinstance(prediction_id, str) or not prediction_id:
             raise ValueError("a label needs a non-empty prediction id")
-        items = labels.items() if isinstance(labels, Mapping) else enumerate(labels)
+        items: Any
+        if isinstance(labels, Mapping):
+            items = labels.items()
+        elif rows is not None:
+            if len(rows) != len(labels):
+                raise ValueError(f"{len(rows)} rows for {len(labels)} labels")
+            items = zip(rows, labels, strict=True)
+        else:
+            items = enumerate(labels)
         by_row: dict[int, LabelValue] = {}
         for row, raw in items:
             if isinstance(row, bool) or not isinstance(row, (int, np.integer)):
