@@ -9,6 +9,11 @@ not see them): missing ratio against the reference, share of values outside the
 reference range, share of categories never seen in the reference. A drifted
 feature links to trace ids of rows in the bins that gained the most mass
 against the reference.
+
+Given the window's whole-row samples (``joint``, ``embedded``), the report also
+holds the dataset-level entries ``__multivariate__`` and ``__embedding__`` of
+``modeltrace.drift.joint`` (one per method); like ``__prediction__`` they do not
+count in ``drift_share``.
 """
 
 from __future__ import annotations
@@ -21,15 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from modeltrace.semconv import PREDICTION_FEATURE
+from modeltrace.semconv import EMBEDDING_FEATURE, MULTIVARIATE_FEATURE, PREDICTION_FEATURE
 
 from . import statistics
+from .joint import MultivariateSettings, evaluate_dataset
 from .reference import FeatureReference, Reference
 from .report import DriftReport, FeatureDrift, QualityFinding
+from .rows import RowReservoir
 from .sketches import FeatureSketch
 from .windows import WindowCounters
 
 ALL_FEATURES = "*"
+# Entries that are not input features: never counted in drift_share.
+NOT_IN_DRIFT_SHARE = frozenset({PREDICTION_FEATURE, MULTIVARIATE_FEATURE, EMBEDDING_FEATURE})
 MAX_EXEMPLARS = 5
 # Data-quality findings are raised at or above these values.
 DEFAULT_QUALITY_THRESHOLDS: dict[str, float] = {
@@ -223,13 +232,18 @@ def evaluate_window(
     counters: WindowCounters | None = None,
     quality_thresholds: Mapping[str, float] | None = None,
     max_exemplars: int = MAX_EXEMPLARS,
+    joint: RowReservoir | None = None,
+    embedded: RowReservoir | None = None,
+    multivariate: MultivariateSettings | None = None,
 ) -> DriftReport:
     """Evaluate every reference feature present in ``current`` (see module doc).
 
     ``drift_share`` counts the features with a verdict, ``__prediction__``
     excluded; ``dataset_drift`` is ``drift_share >= drift_share_threshold``.
     ``n_samples`` defaults to the most rows any feature saw; ``counters`` (from
-    ``ModelWindow.counters``) adds findings about untracked features.
+    ``ModelWindow.counters``) adds findings about untracked features. ``joint`` /
+    ``embedded`` (``ModelWindow.joint_rows()`` / ``embedding_rows()``) add the
+    dataset-level entries, run as ``multivariate`` says.
     """
     if not isinstance(reference, Reference):
         raise TypeError(f"reference must be a Reference, got {type(reference).__name__}")
@@ -283,7 +297,9 @@ def evaluate_window(
                     + ", ".join(counters.capped_features),
                 )
             )
-    evaluated = [e for e in entries if e.enough_data and e.name != PREDICTION_FEATURE]
+    if joint is not None or embedded is not None:
+        entries.extend(evaluate_dataset(reference, joint, embedded, multivariate))
+    evaluated = [e for e in entries if e.enough_data and e.name not in NOT_IN_DRIFT_SHARE]
     drifted = sum(1 for e in evaluated if e.drifted)
     share = drifted / len(evaluated) if evaluated else 0.0
     if n_samples is None:
