@@ -15,6 +15,11 @@ are given by ``ml.feature.NAME``, ``ml.prediction.value`` and
 of equal length aligned with ``ml.sample.indices``. Spans that break the layout
 (wrong types, ragged arrays, a bad sample rate, ...) are counted as rejected
 with a reason; they never raise. Other spans are counted as ignored.
+
+Embeddings (``modeltrace.embedding``): ``ml.embedding.projection`` (the spec),
+``ml.embedding.vector`` (rows x k doubles, row-major, aligned with the captured
+rows) and ``ml.embedding.norm`` become ``ModelRows.embeddings``: per projection
+spec an ``EmbeddingRows`` (row numbers, vectors, norms).
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from modeltrace import semconv
 from modeltrace.drift import otlp_wire
+from modeltrace.embedding import Projection
 
 __all__ = [
     "PREDICTION_COLUMN",
     "SCORE_COLUMN",
+    "EmbeddingRows",
     "Extraction",
     "InvalidPayloadError",
     "LabelRecord",
@@ -61,6 +68,9 @@ _SPECIAL_KEYS = frozenset(
         semconv.SAMPLE_INDICES,
         semconv.PREDICTION_ID,
         semconv.LABEL_VALUE,
+        semconv.EMBEDDING_PROJECTION,
+        semconv.EMBEDDING_VECTOR,
+        semconv.EMBEDDING_NORM,
     }
 )
 
@@ -74,6 +84,15 @@ class InvalidPayloadError(ValueError):
 
 class _RejectedSpan(Exception):
     """Internal: the span breaks the layout; the message is the reason."""
+
+
+@dataclass(slots=True)
+class EmbeddingRows:
+    """The projected embeddings of some rows of a ``ModelRows`` (one projection)."""
+
+    rows: npt.NDArray[np.intp]  # row numbers in the ModelRows
+    vectors: FloatArray  # (len(rows), k)
+    norms: FloatArray  # (len(rows),), NaN when not recorded
 
 
 @dataclass(slots=True)
@@ -93,6 +112,8 @@ class ModelRows:
     row_indices: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     # Prediction ids of calls that captured no row (their labels cannot be joined).
     uncaptured_ids: list[str] = field(default_factory=list)
+    # Projection spec -> the rows recorded with it (modeltrace.embedding).
+    embeddings: dict[str, EmbeddingRows] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -192,6 +213,8 @@ _ARRAY = 3  # payload: numpy array (float64 or object)
 
 # An item of a span: (column, kind, payload, count) with count -1 for scalars.
 _Item = tuple[str, int, Any, int]
+# A span's embedding: (projection spec, flat vector values, norms or None).
+_Embedding = tuple[str, FloatArray, FloatArray | None]
 
 
 # One value chunk of a column: (row offset, kind, payload, count).
@@ -249,6 +272,7 @@ class _ModelBuilder:
 
     __slots__ = (
         "columns",
+        "embeddings",
         "rows",
         "span_indices",
         "span_prediction_ids",
@@ -271,6 +295,16 @@ class _ModelBuilder:
         self.span_prediction_ids: list[str] = []
         self.span_indices: list[npt.NDArray[np.int64] | None] = []
         self.uncaptured_ids: list[str] = []
+        self.embeddings: dict[str, list[tuple[int, FloatArray, FloatArray]]] = {}
+
+    def add_embedding(self, embedding: _Embedding, n: int) -> None:
+        """The embedding of the span about to be added (its rows start at ``self.rows``)."""
+        spec, flat, norms = embedding
+        k = Projection.parse(spec).k
+        if flat.size != n * k or (norms is not None and norms.size != n):
+            raise _RejectedSpan("ml.embedding.* lengths do not match the captured rows")
+        norms = norms if norms is not None else np.full(n, math.nan)
+        self.embeddings.setdefault(spec, []).append((self.rows, flat.reshape(n, k), norms))
 
     def add_span(
         self,
@@ -326,6 +360,16 @@ class _ModelBuilder:
                 np.concatenate(row_indices) if row_indices else np.empty(0, dtype=np.int64)
             ),
             uncaptured_ids=self.uncaptured_ids,
+            embeddings={
+                spec: EmbeddingRows(
+                    rows=np.concatenate(
+                        [np.arange(r, r + v.shape[0], dtype=np.intp) for r, v, _ in parts]
+                    ),
+                    vectors=np.vstack([v for _, v, _ in parts]),
+                    norms=np.concatenate([m for _, _, m in parts]),
+                )
+                for spec, parts in self.embeddings.items()
+            },
         )
 
 
@@ -351,6 +395,7 @@ class _Collector:
         end_seconds: float,
         prediction_id: Any = None,
         indices: npt.NDArray[np.int64] | None = None,
+        embedding: _Embedding | None = None,
     ) -> None:
         n = _row_count(items, indices_count)
         weight = _weight(rate)
@@ -360,6 +405,8 @@ class _Collector:
         pid = prediction_id if isinstance(prediction_id, str) else ""
         if indices is not None and indices.shape[0] != n:
             indices = None  # no captured values: the indices describe nothing
+        if embedding is not None and n:
+            builder.add_embedding(embedding, n)
         builder.add_span(items, n, weight, trace_id, end_seconds, pid, indices)
         self.result.accepted += 1
 
@@ -435,6 +482,29 @@ def _feature_column(name: str) -> str:
     return name
 
 
+def _embedding(spec: Any, vector: Any, norms: Any) -> _Embedding | None:
+    """A span's embedding attributes (already decoded), validated; None when absent."""
+    if spec is None and vector is None:
+        return None
+    if not isinstance(spec, str) or vector is None:
+        raise _RejectedSpan("ml.embedding.vector needs ml.embedding.projection")
+    try:
+        Projection.parse(spec)
+    except ValueError as exc:
+        raise _RejectedSpan("invalid ml.embedding.projection") from exc
+    flat = _doubles(vector, semconv.EMBEDDING_VECTOR)
+    return spec, flat, None if norms is None else _doubles(norms, semconv.EMBEDDING_NORM)
+
+
+def _doubles(value: Any, what: str) -> FloatArray:
+    if isinstance(value, np.ndarray):
+        return value
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in items):
+        raise _RejectedSpan(f"{what} must hold numbers")
+    return np.asarray(items, dtype=np.float64)
+
+
 # --- SDK spans ----------------------------------------------------------------
 
 
@@ -507,6 +577,11 @@ def _sdk_span(collector: _Collector, span: Any) -> None:
         span.end_time / 1e9,
         attributes.get(semconv.PREDICTION_ID),
         index_array,
+        _embedding(
+            attributes.get(semconv.EMBEDDING_PROJECTION),
+            attributes.get(semconv.EMBEDDING_VECTOR),
+            attributes.get(semconv.EMBEDDING_NORM),
+        ),
     )
 
 
@@ -619,6 +694,11 @@ def _otlp_span(collector: _Collector, span: Any) -> None:
             indices_count = int(index_array.shape[0])
         rate = _otlp_any(special.get(semconv.SAMPLE_RATE))
         prediction_id = _otlp_any(special.get(semconv.PREDICTION_ID))
+        embedding = _embedding(
+            _otlp_any(special.get(semconv.EMBEDDING_PROJECTION)),
+            _otlp_doubles(special.get(semconv.EMBEDDING_VECTOR)),
+            _otlp_doubles(special.get(semconv.EMBEDDING_NORM)),
+        )
     except (DecodeError, otlp_wire.UnsupportedValueError) as exc:
         raise _RejectedSpan(f"undecodable attribute value: {exc}") from exc
     end_ns: int = span.end_time_unix_nano
@@ -634,7 +714,19 @@ def _otlp_span(collector: _Collector, span: Any) -> None:
         end_ns / 1e9,
         prediction_id,
         index_array,
+        embedding,
     )
+
+
+def _otlp_doubles(raw: bytes | None) -> Any:
+    """An array of doubles straight from its bytes (numpy); other values decoded."""
+    if raw is None:
+        return None
+    arr = otlp_wire.array_bytes(raw)
+    if arr is not None and otlp_wire.double_array_count(arr) >= 0:
+        elements = np.frombuffer(arr, dtype=np.uint8).reshape(-1, 11)
+        return elements[:, 3:].copy().view("<f8").ravel()
+    return _otlp_any(raw)
 
 
 def _otlp_indices(raw: bytes) -> npt.NDArray[np.int64]:
