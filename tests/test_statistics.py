@@ -553,6 +553,17 @@ def test_only_unseen_categories_is_drift(name: str) -> None:
         assert result.p_value < 1e-10
 
 
+def test_extreme_magnitudes_stay_finite() -> None:
+    huge = np.finfo(np.float64).max / 2
+    assert S.wasserstein([-huge, huge], [-huge, huge]) == 0.0
+    assert math.isfinite(S.wasserstein([-huge, huge], [huge, huge]))
+    assert math.isfinite(S.wasserstein_normed([-huge, huge], [huge, huge]))
+    big_counts = np.array([1e308, 1e308, 0.0])
+    assert S.jensen_shannon(big_counts, [1.0, 1.0, 0.0]) == 0.0
+    assert S.psi(big_counts, [1.0, 2.0, 1.0]) == pytest.approx(S.psi([1, 1, 0], [1, 2, 1]))
+    assert S.kolmogorov_sf(0.01, math.inf) == 0.0
+
+
 def test_nan_and_inf_samples_are_ignored() -> None:
     rng = np.random.default_rng(51)
     x = rng.normal(size=100)

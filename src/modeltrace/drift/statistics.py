@@ -90,10 +90,11 @@ def _counts_pair(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[FloatArr
 
 
 def _proportions(counts: FloatArray) -> FloatArray:
-    total = counts.sum()
-    if total <= 0:
+    largest = counts.max(initial=0.0)
+    if largest <= 0:
         return np.zeros_like(counts)
-    return counts / total
+    scaled = counts / largest  # huge weighted counts cannot overflow the sum
+    return scaled / scaled.sum()
 
 
 def _samples(
@@ -151,7 +152,7 @@ def psi(ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = 1e-4) -> floa
     if not (math.isfinite(eps) and 0 < eps < 1):
         raise ValueError(f"eps must be in (0, 1), got {eps!r}")
     ref, cur = _counts_pair(ref_counts, cur_counts)
-    if ref.sum() <= 0 or cur.sum() <= 0:
+    if not (ref.any() and cur.any()):
         return 0.0
     p = np.maximum(_proportions(ref), eps)
     q = np.maximum(_proportions(cur), eps)
@@ -168,7 +169,7 @@ def jensen_shannon(ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
     side has no mass.
     """
     ref, cur = _counts_pair(ref_counts, cur_counts)
-    if ref.sum() <= 0 or cur.sum() <= 0:
+    if not (ref.any() and cur.any()):
         return 0.0
     p, q = _proportions(ref), _proportions(cur)
     m = (p + q) / 2.0
@@ -188,7 +189,7 @@ def hellinger(ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
     side has no mass.
     """
     ref, cur = _counts_pair(ref_counts, cur_counts)
-    if ref.sum() <= 0 or cur.sum() <= 0:
+    if not (ref.any() and cur.any()):
         return 0.0
     diff = np.sqrt(_proportions(ref)) - np.sqrt(_proportions(cur))
     return float(min(math.sqrt(float(np.dot(diff, diff)) / 2.0), 1.0))
@@ -362,6 +363,8 @@ def kolmogorov_sf(d: float, n: float) -> float:
     if n <= 0 or d <= 0:
         return 1.0
     if d >= 1:
+        return 0.0
+    if math.isinf(n):
         return 0.0
     n_int = max(round(n), 1)
     if n_int <= _EXACT_KS_MAX_N:
@@ -554,7 +557,23 @@ def _wasserstein_sorted(
         return 0.0
     left = points[:-1]
     gap = np.abs(_weighted_cdf_at(ref_x, ref_w, left) - _weighted_cdf_at(cur_x, cur_w, left))
-    return float(np.dot(gap, np.diff(points)))
+    moved = gap > 0  # skips 0 * inf where extreme values overflow the spacing
+    with np.errstate(over="ignore"):
+        distance = float(np.dot(gap[moved], np.diff(points)[moved]))
+    return distance if math.isfinite(distance) else float(np.finfo(np.float64).max)
+
+
+def _weighted_std(sorted_x: FloatArray, weights: FloatArray) -> float:
+    """Weighted population standard deviation, safe for large offsets and magnitudes."""
+    # Centre on the median, then scale to [-1, 1]: no cancellation, no overflow.
+    centred = sorted_x / 2.0 - sorted_x[sorted_x.size // 2] / 2.0
+    magnitude = float(np.abs(centred).max())
+    if magnitude == 0.0:
+        return 0.0
+    unit = centred / magnitude
+    mean = np.average(unit, weights=weights)
+    variance = float(np.average(np.square(unit - mean), weights=weights))
+    return 2.0 * magnitude * math.sqrt(variance)
 
 
 def wasserstein_normed(
@@ -581,13 +600,9 @@ def wasserstein_normed(
     if ref_x[0] == ref_x[-1]:
         scale = CONSTANT_REFERENCE_SCALE * max(abs(float(ref_x[0])), 1.0)
     else:
-        # Centre on the median first: the variance of large-offset data stays accurate.
-        centre = ref_x[ref_x.size // 2]
-        shifted = ref_x - centre
-        mean = np.average(shifted, weights=ref_w)
-        scale = math.sqrt(float(np.average(np.square(shifted - mean), weights=ref_w)))
+        scale = _weighted_std(ref_x, ref_w)
         if not scale > 0:
-            scale = CONSTANT_REFERENCE_SCALE * max(abs(float(centre)), 1.0)
+            scale = CONSTANT_REFERENCE_SCALE * max(abs(float(ref_x[ref_x.size // 2])), 1.0)
     score = distance / scale
     return float(score) if math.isfinite(score) else float(np.finfo(np.float64).max)
 
@@ -782,7 +797,7 @@ def run_method(
         if ref_counts is None or cur_counts is None:
             raise ValueError(f"method {spec.name} needs ref_counts and cur_counts")
         ref, cur = _counts_pair(ref_counts, cur_counts)
-        if ref.sum() <= 0 or cur.sum() <= 0 or n_cur_window == 0:
+        if not (ref.any() and cur.any()) or n_cur_window == 0:
             return _no_verdict()
         if spec.name == "chi_square":
             statistic, p_value = chi_square(ref, cur, n_cur_window)
