@@ -341,7 +341,7 @@ class JoinBuffer:
             self.counters.evicted += unlabelled
         else:
             self.counters.expired += unlabelled
-        self._remember(prediction_id, now if evicted else entry.ts, _DROPPED)
+        self._remember(prediction_id, now, _DROPPED)
         self.generation += 1
 
     def _remember(self, prediction_id: str, ts: float, kind: int) -> None:
