@@ -27,6 +27,7 @@ from modeltrace.drift.service.config import HostPort, ServeConfig
 from modeltrace.drift.service.grpc_server import start_grpc_server
 from modeltrace.drift.service.ingest_queue import CommitStats, IngestQueue
 from modeltrace.drift.service.logs import configure_logging
+from modeltrace.drift.service.performance_routes import performance_routes
 from modeltrace.drift.service.receiver import IngestResultLike, TraceReceiver
 from modeltrace.drift.service.telemetry import MetricsPipeline, ServiceMetrics, service_meter
 
@@ -163,7 +164,12 @@ class Service:
                     tls_cert=config.tls_cert,
                     tls_key=config.tls_key,
                 )
-            app = build_app(self.state, auth=self.auth, lifespan=self._lifespan)
+            app = build_app(
+                self.state,
+                auth=self.auth,
+                lifespan=self._lifespan,
+                extra_routes=performance_routes(),
+            )
             server = uvicorn.Server(
                 uvicorn.Config(
                     app,
