@@ -3,7 +3,10 @@
 The store is opened read-only (safe next to a running ``modeltrace serve`` or an
 embedded aggregator): windows are loaded, unapplied requests of the inbox are
 replayed in memory, and each version with a reference is evaluated. Output is
-a readable table or JSON (one report object with ``--version``, else a list).
+a readable table or JSON (one report object with ``--version``, else a list),
+or with ``--format html`` the self-contained HTML page the service serves for
+one model version (drift table, histograms, performance over time), written to
+``-o FILE`` or printed.
 """
 
 from __future__ import annotations
@@ -100,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.format == "html":
+        try:
+            return _write_html(agg, args)
+        finally:
+            agg.close()
     try:
         if args.version is not None:
             versions = [args.version]
@@ -130,6 +138,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_html(agg: Any, args: argparse.Namespace) -> int:
+    from modeltrace.drift.aggregator import UnknownModelError
+    from modeltrace.drift.report_pages import model_page
+
+    version = args.version
+    if version is None:
+        known = [
+            v["version"] for m in agg.models() if m["model"] == args.model for v in m["versions"]
+        ]
+        if len(known) != 1:
+            what = "unknown model" if not known else "several versions: pick one with --version"
+            print(f"error: {what} ({args.model!r} in {args.store})", file=sys.stderr)
+            return 1
+        version = known[0]
+    try:
+        page = model_page(agg, args.model, version, index_href=None)
+    except UnknownModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(page)
+        return 0
+    with open(args.output, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "report",
@@ -148,8 +184,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--version", default=None, help="model version (default: every version)")
     parser.add_argument(
         "--format",
-        choices=("table", "json"),
+        choices=("table", "json", "html"),
         default="table",
-        help="output format (default: %(default)s); json: one report with --version, else a list",
+        help=(
+            "output format (default: %(default)s); json: one report with --version, else a "
+            "list; html: the self-contained page of one version"
+        ),
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="write the html page to FILE (default: standard output)",
     )
     parser.set_defaults(func=run)
