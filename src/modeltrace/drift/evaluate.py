@@ -159,6 +159,9 @@ def _evaluate_feature(
         cur_values=sketch.reservoir_values(),
         cur_weights=sketch.reservoir_weights(),
         n_current=n_effective,
+        # the reference keeps evenly spaced quantiles of all its valid values,
+        # so its sample stands for n_valid rows, not for its own length
+        n_reference=feature.n_valid,
     )
     valid_weight = sketch.valid_weight
     unseen_ratio: float | None = None
