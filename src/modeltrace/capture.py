@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,18 +119,98 @@ def choose_rows(n_rows: int, max_rows: int) -> list[int]:
 
 # ---------------------------------------------------------------- inputs ----
 
+_KEYS_CACHE_LIMIT = 4096
+_POSITIONAL_CACHE_LIMIT = 64
+
+
+class FeatureKeys:
+    """Per-configuration cache: feature name -> (attribute key, privacy action).
+
+    Built once per decorated function and settings generation, so a call does one
+    dict lookup per feature instead of a string concatenation and a policy
+    decision; positional inputs (numpy, lists) reuse whole name lists.
+    """
+
+    def __init__(self, policy: PrivacyPolicy) -> None:
+        self.policy = policy
+        self._entries: dict[str, tuple[str, int]] = {}
+        # (width, kept) -> (names source object, entries); the source is kept
+        # alive by the cache, so an identity check cannot see a recycled id.
+        self._positional: dict[tuple[int, int], tuple[Any, list[tuple[str, int]]]] = {}
+
+    def entry(self, name: str) -> tuple[str, int]:
+        found = self._entries.get(name)
+        if found is None:
+            found = (semconv.FEATURE_PREFIX + name, self.policy.action(name))
+            if len(self._entries) < _KEYS_CACHE_LIMIT:
+                self._entries[name] = found
+        return found
+
+    def positional(
+        self, width: int, kept: int, given: Sequence[str] | None, model: Any
+    ) -> list[tuple[str, int]]:
+        """Entries of the first ``kept`` of ``width`` positional features (names per SPEC)."""
+        source: Any = None
+        if given is not None and len(given) == width:
+            source = given
+        else:
+            model_names = getattr(model, "feature_names_in_", None) if model is not None else None
+            if model_names is not None and len(model_names) == width:
+                source = model_names
+        cached = self._positional.get((width, kept))
+        if cached is not None and cached[0] is source:
+            return cached[1]
+        names = _default_names(width, source, None)[:kept]
+        entries = [self.entry(name) for name in names]
+        if len(self._positional) < _POSITIONAL_CACHE_LIMIT or (width, kept) in self._positional:
+            self._positional[(width, kept)] = (source, entries)
+        return entries
+
 
 class InputView:
     """Rows of a model input: their count and a copy of selected rows, column-wise."""
 
     n_rows: int = 1
-
-    def names(self, width: int) -> list[str]:
-        raise TypeError("InputView subclasses define names()")
+    numeric: bool = False
 
     def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
         """(names, columns of the selected rows, number of features left out)."""
         raise TypeError("InputView subclasses define columns()")
+
+    def add_features(
+        self,
+        rows: list[int],
+        limits: CaptureLimits,
+        keys: FeatureKeys,
+        attributes: dict[str, Any],
+    ) -> None:
+        """Add ``ml.feature.*`` (and ``ml.features.truncated``) of ``rows`` to ``attributes``."""
+        names, cols, left_out = self.columns(rows, limits.max_features)
+        entries = [keys.entry(name) for name in names]
+        _add_columns(entries, cols, self.n_rows == 1, self.numeric, limits, keys, attributes)
+        if left_out:
+            attributes[semconv.FEATURES_TRUNCATED] = left_out
+
+
+def _add_columns(
+    entries: Sequence[tuple[str, int]],
+    cols: Sequence[list[Any]],
+    single: bool,
+    numeric: bool,
+    limits: CaptureLimits,
+    keys: FeatureKeys,
+    attributes: dict[str, Any],
+) -> None:
+    max_len = limits.max_string_length
+    for (key, action), col in zip(entries, cols, strict=True):
+        if action == KEEP:
+            if single:
+                attributes[key] = col[0] if numeric else scalar_value(col[0], max_len)
+            else:
+                attributes[key] = col if numeric else column_value(col, max_len)
+        elif action == HASH:
+            hashed = [keys.policy.hash_value(scalar_value(v, max_len)) for v in col]
+            attributes[key] = hashed[0] if single else column_value(hashed, max_len)
 
 
 def _default_names(width: int, given: Sequence[str] | None, model: Any) -> list[str]:
@@ -143,15 +223,24 @@ def _default_names(width: int, given: Sequence[str] | None, model: Any) -> list[
     return [f"f{i}" for i in range(width)]
 
 
+def _is_numeric_dtype(array: np.ndarray) -> bool:
+    """True when ``tolist()`` of the array gives attribute-ready bool/int/float values."""
+    kind = array.dtype.kind
+    return kind in "bif" or (kind == "u" and array.dtype.itemsize < 8)
+
+
 class _ArrayInput(InputView):
+    """A 2-D numpy array (1-D rows are reshaped): one fancy-index and one ``tolist()``."""
+
     def __init__(self, array: np.ndarray, names: Sequence[str] | None, model: Any) -> None:
         self._array = array
         self.n_rows = array.shape[0]
         self._given = names
         self._model = model
-        # Columns copied from these dtypes are already homogeneous bool/int/float lists.
-        kind = array.dtype.kind
-        self.numeric = kind in "bif" or (kind == "u" and array.dtype.itemsize < 8)
+
+    @property
+    def numeric(self) -> bool:  # type: ignore[override]
+        return _is_numeric_dtype(self._array)
 
     def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
         width = self._array.shape[1]
@@ -160,12 +249,39 @@ class _ArrayInput(InputView):
         block = self._array[rows, :kept] if kept < width else self._array[rows]
         return names, block.T.tolist(), width - kept
 
+    def add_features(
+        self,
+        rows: list[int],
+        limits: CaptureLimits,
+        keys: FeatureKeys,
+        attributes: dict[str, Any],
+    ) -> None:
+        array = self._array
+        width = array.shape[1]
+        kept = min(width, limits.max_features)
+        entries = keys.positional(width, kept, self._given, self._model)
+        numeric = _is_numeric_dtype(array)
+        if self.n_rows == 1:
+            values = (array[0, :kept] if kept < width else array[0]).tolist()
+            if numeric:
+                for (key, action), value in zip(entries, values, strict=True):
+                    if action == KEEP:
+                        attributes[key] = value
+                    elif action == HASH:
+                        attributes[key] = keys.policy.hash_value(value)
+            else:
+                _add_columns(entries, [[v] for v in values], True, False, limits, keys, attributes)
+        else:
+            block = array[rows, :kept] if kept < width else array[rows]
+            _add_columns(entries, block.T.tolist(), False, numeric, limits, keys, attributes)
+        if width > kept:
+            attributes[semconv.FEATURES_TRUNCATED] = width - kept
+
 
 class _FrameInput(InputView):
     def __init__(self, frame: Any) -> None:
         self._frame = frame
         self.n_rows = len(frame)
-        self.numeric = False
 
     def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
         width = self._frame.shape[1]
@@ -175,13 +291,64 @@ class _FrameInput(InputView):
         return names, block.to_numpy().T.tolist(), width - kept
 
 
+class _MappingRow(InputView):
+    """One row given as a mapping (a dict, a pandas Series, a pydantic model's fields).
+
+    Series and pydantic models are converted only when their features are captured.
+    """
+
+    def __init__(self, row: Any, convert: Callable[[Any], Mapping[Any, Any]] | None = None) -> None:
+        self._row = row
+        self._convert = convert
+
+    @property
+    def _mapping(self) -> Mapping[Any, Any]:
+        convert = self._convert
+        return self._row if convert is None else convert(self._row)
+
+    def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
+        mapping = self._mapping
+        names = [str(k) for k in mapping]
+        kept = names[:max_features]
+        values = list(mapping.values())
+        return kept, [[v] for v in values[: len(kept)]], len(names) - len(kept)
+
+    def add_features(
+        self,
+        rows: list[int],
+        limits: CaptureLimits,
+        keys: FeatureKeys,
+        attributes: dict[str, Any],
+    ) -> None:
+        if not rows:
+            return
+        max_len = limits.max_string_length
+        remaining = limits.max_features
+        left_out = 0
+        entry = keys.entry
+        for name, value in self._mapping.items():
+            if remaining <= 0:
+                left_out += 1
+                continue
+            remaining -= 1
+            key, action = entry(name if type(name) is str else str(name))
+            if action == KEEP:
+                kind = type(value)
+                attributes[key] = (
+                    value if kind is float or kind is bool else scalar_value(value, max_len)
+                )
+            elif action == HASH:
+                attributes[key] = keys.policy.hash_value(scalar_value(value, max_len))
+        if left_out:
+            attributes[semconv.FEATURES_TRUNCATED] = left_out
+
+
 class _RowsOfMappings(InputView):
     """A list of dicts (or of pydantic models): one mapping per row."""
 
     def __init__(self, rows: Sequence[Any]) -> None:
         self._rows = rows
         self.n_rows = len(rows)
-        self.numeric = False
 
     def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
         mappings = [_as_mapping(self._rows[i]) for i in rows]
@@ -203,7 +370,6 @@ class _RowsOfSequences(InputView):
         self.n_rows = len(rows)
         self._given = names
         self._model = model
-        self.numeric = False
 
     def columns(self, rows: list[int], max_features: int) -> tuple[list[str], list[list[Any]], int]:
         selected = [list(self._rows[i]) for i in rows]
@@ -228,6 +394,10 @@ def _as_mapping(obj: Any) -> Mapping[Any, Any]:
     return {}
 
 
+def _series_mapping(series: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in series.items()}
+
+
 def _is_pydantic(obj: Any) -> bool:
     cls = type(obj)
     return hasattr(cls, "model_fields") or (
@@ -248,7 +418,10 @@ def adapt_input(
     ``feature_names``, else ``model.feature_names_in_``, else ``f0..fN``.
     """
     names = feature_names
-    if isinstance(obj, np.ndarray):
+    kind = type(obj)
+    if kind is dict:
+        return _MappingRow(obj)
+    if kind is np.ndarray or isinstance(obj, np.ndarray):
         if obj.ndim == 2:
             return _ArrayInput(obj, names, model)
         if obj.ndim == 1:
@@ -256,16 +429,16 @@ def adapt_input(
         if obj.ndim == 0:
             return _ArrayInput(obj.reshape(1, 1), names, model)
         return None
-    module = type(obj).__module__
+    module = kind.__module__
     if module.startswith("pandas"):
-        kind = type(obj).__name__
-        if kind == "DataFrame":
+        kind_name = kind.__name__
+        if kind_name == "DataFrame":
             return _FrameInput(obj)
-        if kind == "Series":
-            return _RowsOfMappings([{str(k): v for k, v in obj.items()}])
+        if kind_name == "Series":
+            return _MappingRow(obj, _series_mapping)
         return None
     if isinstance(obj, Mapping):
-        return _RowsOfMappings([obj])
+        return _MappingRow(obj)
     if isinstance(obj, (list, tuple)):
         if not obj:
             return _RowsOfSequences(obj, names, model)
@@ -278,7 +451,7 @@ def adapt_input(
             return _RowsOfSequences([obj], names, model)
         return None
     if _is_pydantic(obj):
-        return _RowsOfMappings([obj])
+        return _MappingRow(obj, _as_mapping)
     if _is_scalar(obj):
         return _RowsOfSequences([[obj]], names, model)
     return None
@@ -288,30 +461,11 @@ def feature_attributes(
     view: InputView,
     rows: list[int],
     limits: CaptureLimits,
-    policy: PrivacyPolicy,
+    keys: FeatureKeys,
     attributes: dict[str, Any],
 ) -> None:
     """Add ``ml.feature.*`` (and ``ml.features.truncated``) for ``rows`` to ``attributes``."""
-    names, cols, left_out = view.columns(rows, limits.max_features)
-    single = view.n_rows == 1
-    numeric = getattr(view, "numeric", False)
-    max_len = limits.max_string_length
-    prefix = semconv.FEATURE_PREFIX
-    for name, col in zip(names, cols, strict=True):
-        action = policy.action(name)
-        if action == KEEP:
-            if single:
-                value = scalar_value(col[0], max_len) if not numeric else col[0]
-            else:
-                value = col if numeric else column_value(col, max_len)
-        elif action == HASH:
-            hashed = [policy.hash_value(scalar_value(v, max_len)) for v in col]
-            value = hashed[0] if single else column_value(hashed, max_len)
-        else:
-            continue
-        attributes[prefix + name] = value
-    if left_out:
-        attributes[semconv.FEATURES_TRUNCATED] = left_out
+    view.add_features(rows, limits, keys, attributes)
 
 
 # --------------------------------------------------------------- outputs ----
@@ -356,6 +510,9 @@ def _first_key(mapping: Mapping[Any, Any], keys: Sequence[str]) -> Any:
 
 def adapt_output(obj: Any) -> OutputView | None:
     """The view of a model output, or None when it is not understood."""
+    kind = type(obj)
+    if kind is int or kind is float or kind is str or kind is bool:
+        return OutputView(obj, 1, single=True)
     if isinstance(obj, np.ndarray):
         if obj.ndim == 0:
             return OutputView(obj.item(), 1, single=True)
@@ -456,6 +613,19 @@ def prediction_columns(
     max_len: int,
 ) -> tuple[list[Any], list[float] | None]:
     """(values, scores) of the selected output rows; scores None when none is known."""
+    # Fast paths: a plain number, a 1-D numeric array (labels or regression values).
+    output = view._rows
+    if view.single:
+        kind = type(output)
+        if kind is float or kind is bool or (kind is int and -_INT64_MAX <= output <= _INT64_MAX):
+            return [output], None
+    elif (
+        type(view) is OutputView
+        and type(output) is np.ndarray
+        and output.ndim == 1
+        and _is_numeric_dtype(output)
+    ):
+        return output[rows].tolist(), None
     classes = getattr(model, "classes_", None) if model is not None else None
     if classes is not None and not isinstance(classes, (list, tuple, np.ndarray)):
         classes = None

@@ -67,13 +67,9 @@ _OPTION_SETTINGS = (
 )
 
 
-@dataclass(frozen=True)
-class _Active:
-    key: tuple[str, str]
-    prediction_id: str
-
-
-_ACTIVE: contextvars.ContextVar[_Active | None] = contextvars.ContextVar(
+# The monitored call running in this context: ((model, version), prediction id).
+_ActiveCall = tuple[tuple[str, str], str]
+_ACTIVE: contextvars.ContextVar[_ActiveCall | None] = contextvars.ContextVar(
     "modeltrace_active_call", default=None
 )
 
@@ -81,7 +77,7 @@ _ACTIVE: contextvars.ContextVar[_Active | None] = contextvars.ContextVar(
 def current_prediction_id() -> str | None:
     """The ``ml.prediction.id`` of the monitored call running in this context, else None."""
     active = _ACTIVE.get()
-    return None if active is None else active.prediction_id
+    return None if active is None else active[1]
 
 
 def _new_prediction_id() -> str:
@@ -137,7 +133,8 @@ class _Config:
     capture_features: bool
     capture_predictions: bool
     limits: capture.CaptureLimits
-    policy: PrivacyPolicy
+    max_rows: int
+    feature_keys: capture.FeatureKeys
     sampler: Any
 
 
@@ -249,8 +246,11 @@ class ModelCallInstrumentation:
                 max_features=settings.effective_max_features(),
                 max_string_length=settings.max_string_length,
             ),
-            policy=PrivacyPolicy(
-                settings.redact, settings.hash, settings.hash_salt, settings.redact_defaults
+            max_rows=settings.max_rows,
+            feature_keys=capture.FeatureKeys(
+                PrivacyPolicy(
+                    settings.redact, settings.hash, settings.hash_salt, settings.redact_defaults
+                )
             ),
             sampler=sampler,
         )
@@ -271,7 +271,7 @@ class ModelCallInstrumentation:
             if cfg.disabled:
                 return None
             active = _ACTIVE.get()
-            if active is not None and active.key == instr.key:
+            if active is not None and active[0] == instr.key:
                 return None
             call = _Call(instr, cfg, instance, args, kwargs, attach)
             if scope is not None:
@@ -393,13 +393,13 @@ class _Call:
         self.model_obj = model_obj
         prediction_id = _new_prediction_id()
         self.prediction_id = prediction_id
-        attributes = dict(cfg.base_attributes)
+        attributes = cfg.base_attributes.copy()
         attributes[semconv.PREDICTION_ID] = prediction_id
         self.n_rows: int | None = None
         self.rows: list[int] | None = None
         self.captured = False
-        # Captured features are set on the span once, at its end: the SDK cleans
-        # attributes given at start twice (sampler, then span), set ones once.
+        # Attributes known at start go to start_span; captured features and
+        # outputs are set once, with one set_attributes call, at the end.
         pending: dict[str, Any] = {}
         self.pending = pending
         try:
@@ -409,11 +409,12 @@ class _Call:
                 x = kwargs[name] if name in kwargs else next(iter(kwargs.values()))
             view = capture.adapt_input(x, instr.feature_names, model_obj)
             if view is not None:
-                self.n_rows = view.n_rows
-                attributes[semconv.BATCH_SIZE] = view.n_rows
-                self._sample(view.n_rows, attributes)
+                n_rows = view.n_rows
+                self.n_rows = n_rows
+                attributes[semconv.BATCH_SIZE] = n_rows
+                self._sample(n_rows, attributes)
                 if self.captured and cfg.capture_features and self.rows:
-                    capture.feature_attributes(view, self.rows, cfg.limits, cfg.policy, pending)
+                    view.add_features(self.rows, cfg.limits, cfg.feature_keys, pending)
         except Exception as exc:
             runtime.report_internal_error("capture.features", exc)
         self.span = cfg.tracer.start_span(
@@ -424,19 +425,26 @@ class _Call:
             self.tokens = self.enter()
 
     def _sample(self, n_rows: int, attributes: dict[str, Any]) -> None:
+        """Decide capture for a call of ``n_rows`` rows; choose rows only if something uses them."""
         cfg = self.cfg
-        offered = min(n_rows, cfg.limits.max_rows)
+        max_rows = cfg.max_rows
+        offered = n_rows if n_rows < max_rows else max_rows
         captured, rate = cfg.sampler.decide(offered)
-        self.rows = capture.choose_rows(n_rows, cfg.limits.max_rows)
         self.captured = captured and offered > 0
         # Probability that each row of this call was captured: call sampling x row subsampling.
-        attributes[semconv.SAMPLE_RATE] = rate * offered / n_rows if n_rows else rate
-        if self.captured:
-            self.pending[semconv.SAMPLE_INDICES] = self.rows
+        attributes[semconv.SAMPLE_RATE] = (
+            rate if offered == n_rows else rate * offered / n_rows if n_rows else rate
+        )
+        # Rows feed captured features/outputs and the prediction-value histogram.
+        if self.captured or cfg.capture_predictions:
+            rows = [0] if n_rows == 1 else capture.choose_rows(n_rows, max_rows)
+            self.rows = rows
+            if self.captured:
+                self.pending[semconv.SAMPLE_INDICES] = rows
 
     def enter(self) -> tuple[Any, Any]:
         ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
-        var_token = _ACTIVE.set(_Active(self.instr.key, self.prediction_id))
+        var_token = _ACTIVE.set((self.instr.key, self.prediction_id))
         return ctx_token, var_token
 
     def leave(self, tokens: tuple[Any, Any]) -> None:

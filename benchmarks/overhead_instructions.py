@@ -1,0 +1,125 @@
+"""Per-call overhead of ``monitor`` in CPU instructions (valgrind callgrind): noise-free ratios.
+
+Wall-clock medians (benchmarks/overhead.py) move by tens of percent when other
+processes share the cores; instruction counts do not. This script re-runs
+itself under ``valgrind --tool=callgrind`` with a dump before every call of
+``os.getppid`` (a C function nothing else calls on these paths), runs each case
+of overhead.py ``--calls`` times between two such markers, and prints
+instructions per call and the ratios issue 2 targets.
+
+    python benchmarks/overhead_instructions.py [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+MARKER = "os_getppid"
+_TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+
+
+def run_cases(calls: int) -> list[str]:
+    """Inside valgrind: warm every case up, then run each between two getppid markers."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from overhead import build_cases, model_fn
+
+    import modeltrace
+    from modeltrace import runtime
+    from modeltrace.settings import load_settings
+
+    tp = TracerProvider()
+    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    runtime.install(tp, mp, load_settings())
+    cases: dict[str, tuple[Any, Any]] = build_cases(tp, mp)
+    os.environ["MODELTRACE_DISABLED"] = "true"
+    runtime.reset()
+    cases["monitor, MODELTRACE_DISABLED"] = (
+        modeltrace.monitor(model="m", version="1")(model_fn),
+        {"a": 1},
+    )
+    del os.environ["MODELTRACE_DISABLED"]
+    runtime.install(tp, mp, load_settings())
+    for func, arg in cases.values():
+        for _ in range(50):
+            func(arg)
+    for func, arg in cases.values():
+        os.getppid()
+        for _ in range(calls):
+            func(arg)
+    os.getppid()
+    return list(cases)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        print("\n".join(run_cases(args.calls)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        completed = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--dump-before={MARKER}",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                os.path.abspath(__file__),
+                "--inner",
+                f"--calls={args.calls}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        names = completed.stdout.split("\n")
+        names = [n for n in names if n]
+        dumps = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
+        totals = []
+        for path in dumps:
+            with open(path) as handle:
+                match = _TOTALS.search(handle.read())
+            totals.append(int(match.group(1)) if match else 0)
+    # dump k (1-based) holds what ran before marker k: dump 1 is start-up, dump k+1 case k.
+    per_call = {name: totals[i + 1] / args.calls for i, name in enumerate(names)}
+    print(f"{'case':45s} {'instructions/call':>18s}")
+    for name, value in per_call.items():
+        print(f"{name:45s} {value:18,.0f}")
+    hand = per_call["hand-written span+histogram+counter"]
+    one_row = per_call["monitor, 1 row x 20 features (dict)"]
+    ratios = [
+        ("monitor capture off / hand-written span", per_call["monitor, capture off"] / hand, 1.3),
+        ("1 captured row (dict) / hand-written span", one_row / hand, 1.8),
+        (
+            "1 captured row (numpy) / hand-written span",
+            per_call["monitor, 1 row x 20 features (numpy)"] / hand,
+            1.8,
+        ),
+        (
+            "1000x50 batch / 1 row (dict)",
+            per_call["monitor, 1000x50 numpy batch, max_rows=8"] / one_row,
+            1.3,
+        ),
+    ]
+    print()
+    print(f"{'ratio (instructions)':45s} {'measured':>9s} {'target':>7s}")
+    for name, value, target in ratios:
+        flag = "ok" if value <= target else "MISSED"
+        print(f"{name:45s} {value:9.2f} {target:7.1f}  {flag}")
+
+
+if __name__ == "__main__":
+    main()
