@@ -222,5 +222,5 @@ def test_help_of_each_command(capsys: pytest.CaptureFixture[str]) -> None:
             main(argv)
         assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "--prediction COL" in out and "--format {table,json}" in out
+    assert "--prediction COL" in out and "--format {table,json,html}" in out
     assert main(["reference"]) == 2
