@@ -64,6 +64,17 @@ def test_demo_flags_the_drifted_features_and_says_where_to_look(tmp_path: Path) 
     trace_ids = re.findall(r"\b[0-9a-f]{32}\b", income_line)
     assert trace_ids
     assert f"modeltrace report --store {store}" in stdout
+    # delayed labels: realized performance next to the CBPE estimate, and the HTML report
+    final_perf = stdout.split("-- final performance: ")[1].split("where to look next")[0]
+    joined = int(final_perf.split(" labels joined")[0])
+    assert joined > 50
+    accuracy = re.search(r"^accuracy\s+(\d\.\d+)\s+(\d\.\d+)", final_perf, re.MULTILINE)
+    assert accuracy, final_perf
+    assert 0.4 < float(accuracy.group(1)) <= 1.0 and 0.4 < float(accuracy.group(2)) <= 1.0
+    html = store.with_suffix(".html")
+    assert f"open {html.resolve().as_uri()}" in stdout
+    page = html.read_text(encoding="utf-8")
+    assert "Performance over time" in page and "<svg" in page
     # the store left behind holds the same verdicts
     agg = DriftAggregator(store=str(store))
     try:

@@ -7,6 +7,14 @@ part-way (incomes fall, the employment mix changes), feeds every prediction
 span to an embedded ``DriftAggregator`` (``configure(drift=agg)``), and shows
 in the terminal how the drift table changes. Spans also go to an OTLP
 endpoint when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces variant) is set.
+
+Ground truth arrives late, as in production: the traffic client keeps the
+``prediction_id`` of each ``/score`` answer and, ``label_delay`` seconds later,
+a label feed records the true outcome (drawn from the application's true
+default probability) with ``modeltrace.record_label``. The terminal shows the
+realized performance on the labelled predictions next to the CBPE estimate
+(available at once), and the demo ends by writing the HTML report next to the
+store (``modeltrace-demo.html``).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -41,6 +50,18 @@ class DemoOptions:
     store: Path = Path("modeltrace-demo.db")
     rate: float = 40.0
     seed: int = 7
+    label_delay: float | None = None  # seconds before a label arrives (default: duration/8)
+
+    @property
+    def delay(self) -> float:
+        if self.label_delay is not None:
+            return self.label_delay
+        return min(5.0, max(1.0, self.duration / 8.0))
+
+    @property
+    def html_report(self) -> Path:
+        """Where the HTML report is written: next to the store."""
+        return self.store.with_suffix(".html")
 
 
 @dataclass
@@ -50,6 +71,7 @@ class _Traffic:
     sent: int = 0
     failed: int = 0
     drifting: bool = False
+    labelled: int = 0
 
 
 def train(seed: int) -> tuple[Any, Reference]:
@@ -72,6 +94,7 @@ def train(seed: int) -> tuple[Any, Reference]:
         predictions=pipeline.predict(rows),
         categorical=list(data.CATEGORICAL),
         targets=labels,
+        scores=pipeline.predict_proba(rows).max(axis=1),
     )
     return pipeline, reference
 
@@ -112,16 +135,26 @@ def run(options: DemoOptions, out: TextIO = sys.stdout) -> int:
             f"drift starts after {drift_at:g}s (incomes fall, the employment mix changes)"
         )
 
+    say(f"true labels follow each prediction {options.delay:g}s later (modeltrace.record_label)")
+
     traffic = _Traffic()
     stop = threading.Event()
+    answered: queue.Queue[tuple[float, str, dict[str, object]]] = queue.Queue()
     client = threading.Thread(
         target=_send_traffic,
-        args=(port, options, drift_at, traffic, stop),
+        args=(port, options, drift_at, traffic, stop, answered),
         name="demo-client",
+        daemon=True,
+    )
+    labeller = threading.Thread(
+        target=_send_labels,
+        args=(options, traffic, stop, answered),
+        name="demo-labels",
         daemon=True,
     )
     started = time.monotonic()
     client.start()
+    labeller.start()
     report: DriftReport | None = None
     live = out.isatty()
     try:
@@ -132,19 +165,25 @@ def run(options: DemoOptions, out: TextIO = sys.stdout) -> int:
             stop.wait(min(3.0, options.duration - elapsed))
             report = _evaluate(aggregator)
             _show(out, live, time.monotonic() - started, options, traffic, report)
+            _show_performance(out, aggregator)
     finally:
         stop.set()
         client.join(timeout=10)
+        labeller.join(timeout=10)
         server.should_exit = True
         server_thread.join(timeout=10)
         handle.force_flush()
         report = _evaluate(aggregator) or report
         aggregator.checkpoint()
         handle.shutdown()
+        _show(out, False, time.monotonic() - started, options, traffic, report, final=True)
+        _show_performance(out, aggregator, final=True)
+        html_written = _write_html(aggregator, options, say)
         aggregator.close()
 
-    _show(out, False, time.monotonic() - started, options, traffic, report, final=True)
     _where_next(say, options, traffic, report)
+    if html_written:
+        say(f"  html:    open {options.html_report.resolve().as_uri()} in a browser")
     return 0 if traffic.sent > 0 and report is not None else 1
 
 
@@ -184,8 +223,10 @@ def _send_traffic(
     drift_at: float | None,
     traffic: _Traffic,
     stop: threading.Event,
+    answered: queue.Queue[tuple[float, str, dict[str, object]]] | None = None,
 ) -> None:
-    """Post applications at ``options.rate`` per second until ``stop`` is set."""
+    """Post applications at ``options.rate`` per second until ``stop`` is set; the
+    prediction id of each answer goes to ``answered`` (for the label feed)."""
     rng = np.random.default_rng(options.seed + 1)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     started = time.monotonic()
@@ -194,13 +235,17 @@ def _send_traffic(
     while not stop.is_set():
         traffic.drifting = drift_at is not None and time.monotonic() - started >= drift_at
         drift = data.DEMO_DRIFT if traffic.drifting else data.NO_DRIFT
-        body = json.dumps(data.applications(1, rng, drift)[0])
+        application = data.applications(1, rng, drift)[0]
+        body = json.dumps(application)
         try:
             connection.request("POST", "/score", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
-            response.read()
+            payload = response.read()
             if response.status == 200:
                 traffic.sent += 1
+                prediction_id = json.loads(payload).get("prediction_id")
+                if answered is not None and isinstance(prediction_id, str):
+                    answered.put((time.monotonic(), prediction_id, application))
             else:
                 traffic.failed += 1
         except (OSError, http.client.HTTPException):
@@ -214,6 +259,82 @@ def _send_traffic(
         else:
             next_at = time.monotonic()
     connection.close()
+
+
+def _send_labels(
+    options: DemoOptions,
+    traffic: _Traffic,
+    stop: threading.Event,
+    answered: queue.Queue[tuple[float, str, dict[str, object]]],
+) -> None:
+    """The delayed label feed: each answered prediction gets its true label
+    ``options.delay`` seconds later (or at the end, if the demo stops first)."""
+    import modeltrace
+
+    rng = np.random.default_rng(options.seed + 2)
+    while True:
+        try:
+            sent_at, prediction_id, application = answered.get(timeout=0.2)
+        except queue.Empty:
+            if stop.is_set():
+                return
+            continue
+        wait = sent_at + options.delay - time.monotonic()
+        if wait > 0 and stop.wait(wait):
+            return  # the demo ended: later labels never arrive
+        label = int(data.default_labels([application], rng)[0])
+        modeltrace.record_label(prediction_id, label, model=MODEL_NAME, version=MODEL_VERSION)
+        traffic.labelled += 1
+
+
+def _show_performance(out: TextIO, aggregator: DriftAggregator, final: bool = False) -> None:
+    try:
+        perf = aggregator.performance(MODEL_NAME, MODEL_VERSION)
+    except KeyError:
+        return
+    out.write("\n".join(format_performance(perf, final)) + "\n")
+    out.flush()
+
+
+def format_performance(perf: dict[str, Any], final: bool = False) -> list[str]:
+    """Realized (labelled rows) and estimated (CBPE) performance as lines of text."""
+    realized = perf.get("realized") or {}
+    estimated = (perf.get("estimated") or {}).get("metrics") or {}
+    labels = perf.get("labels") or {}
+    title = "final performance" if final else "performance"
+    lines = [
+        f"-- {title}: {labels.get('matched', 0)} labels joined, {labels.get('pending', 0)} "
+        f"waiting, label coverage {_percent(perf.get('label_coverage'))} --"
+    ]
+    rows = [("metric", "realized", "estimated (CBPE)")]
+    for name in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc"):
+        if name in realized or name in estimated:
+            rows.append((name, _value(realized.get(name)), _value(estimated.get(name))))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return lines
+
+
+def _value(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-"
+
+
+def _percent(value: object) -> str:
+    return f"{value:.0%}" if isinstance(value, float) else "-"
+
+
+def _write_html(
+    aggregator: DriftAggregator, options: DemoOptions, say: Callable[[str], None]
+) -> bool:
+    from modeltrace.drift.report_pages import model_page
+
+    try:
+        page = model_page(aggregator, MODEL_NAME, MODEL_VERSION, index_href=None)
+    except KeyError:
+        return False
+    options.html_report.write_text(page, encoding="utf-8")
+    say(f"wrote the HTML report {options.html_report}")
+    return True
 
 
 def _evaluate(aggregator: DriftAggregator) -> DriftReport | None:
