@@ -58,6 +58,12 @@ def register(subparsers: Any) -> None:
         default=Path("modeltrace-demo.db"),
         help="SQLite store of the aggregator, replaced at start (default modeltrace-demo.db)",
     )
+    parser.add_argument(
+        "--label-delay",
+        type=_positive,
+        default=None,
+        help="seconds before the true label of a prediction arrives (default: duration/8, 1..5)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -71,5 +77,6 @@ def _run(args: argparse.Namespace) -> int:
             drift=args.drift,
             store=args.store,
             rate=args.rate,
+            label_delay=args.label_delay,
         )
     )
