@@ -105,18 +105,31 @@ class ServiceProcess:
             cmd += ["--auth-token-file", str(token_file)]
         return cmd
 
-    def start(self, timeout: float = 30.0) -> ServiceProcess:
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELTRACE_SERVE_")}
         env.update(self.env)
-        log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
-        try:
-            self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=log, env=env, cwd=self.workdir
-            )
-        finally:
-            log.close()
-        self.starts += 1
-        self.wait_ready(timeout)
+        for attempt in range(3):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+            try:
+                self.proc = subprocess.Popen(
+                    self.command(), stdout=log, stderr=log, env=env, cwd=self.workdir
+                )
+            finally:
+                log.close()
+            self.starts += 1
+            try:
+                self.wait_ready(timeout)
+                return self
+            except RuntimeError:
+                # A free port picked earlier may have been taken by another process
+                # meanwhile (tests run in parallel): pick new ports and try again.
+                if "address already in use" not in self.log_text()[log_start:].lower():
+                    raise
+                if attempt == 2:
+                    raise
+                self.http_port = free_port()
+                self.grpc_port = free_port() if self.with_grpc else None
         return self
 
     def wait_ready(self, timeout: float) -> None:

@@ -157,12 +157,19 @@ def start_grpc_server(
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
         TraceServiceServicer(receiver), server
     )
-    if tls_cert is not None and tls_key is not None:
-        credentials = grpc.ssl_server_credentials([(tls_key.read_bytes(), tls_cert.read_bytes())])
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if tls_cert is not None and tls_key is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(tls_key.read_bytes(), tls_cert.read_bytes())]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises instead of returning 0 on bind failures
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind the gRPC port {address}")
+        raise OSError(
+            f"cannot bind the gRPC port {address} (address already in use or not available)"
+        )
     server.start()
     return server, port
