@@ -247,10 +247,23 @@ def test_rotel_collector_hop_delivers_spans_intact(
                 time.sleep(0.1)
         lines = _send(
             tmp_path / "relay.jsonl",
-            "--endpoint", f"http://127.0.0.1:{http_port}/v1/traces", "--protocol", "http",
-            "--model", "relayed", "--version", "1", "--seed", "7", "--shift", "0",
-            "--spans", "60", "--batch", "20",
-        )  # fmt: skip
+            "--endpoint",
+            f"http://127.0.0.1:{http_port}/v1/traces",
+            "--protocol",
+            "http",
+            "--model",
+            "relayed",
+            "--version",
+            "1",
+            "--seed",
+            "7",
+            "--shift",
+            "0",
+            "--spans",
+            "60",
+            "--batch",
+            "20",
+        )
         assert _acked(lines) == 60
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
