@@ -249,23 +249,26 @@ def test_gauges_publish_the_latest_report(factory: SpanFactory) -> None:
     report = agg.latest_reports(refresh=False)[("churn", "3")]
     assert report.drifted_features  # the shift is visible
     base = {semconv.MODEL_NAME: "churn", semconv.MODEL_VERSION: "3"}
-    scores = {p.attributes[semconv.FEATURE_NAME]: p for p in points[semconv.METRIC_DRIFT_SCORE]}
-    detected = {
-        p.attributes[semconv.FEATURE_NAME]: p.value for p in points[semconv.METRIC_DRIFT_DETECTED]
-    }
+
+    # Dataset-level entries (__multivariate__) have one entry per method: key by both.
+    def key(p: Any) -> tuple[str, str]:
+        return p.attributes[semconv.FEATURE_NAME], p.attributes[semconv.DRIFT_METHOD]
+
+    scores = {key(p): p for p in points[semconv.METRIC_DRIFT_SCORE]}
+    detected = {key(p): p.value for p in points[semconv.METRIC_DRIFT_DETECTED]}
     missing = {
         p.attributes[semconv.FEATURE_NAME]: p.value for p in points[semconv.METRIC_MISSING_RATIO]
     }
-    assert set(scores) == {f.name for f in report.features}
+    assert set(scores) == {(f.name, f.method) for f in report.features}
     for entry in report.features:
-        point = scores[entry.name]
+        point = scores[(entry.name, entry.method)]
         assert point.value == pytest.approx(entry.score)
         assert dict(point.attributes) == {
             **base,
             semconv.FEATURE_NAME: entry.name,
             semconv.DRIFT_METHOD: entry.method,
         }
-        assert detected[entry.name] == int(entry.drifted)
+        assert detected[(entry.name, entry.method)] == int(entry.drifted)
         assert missing[entry.name] == pytest.approx(entry.missing_ratio)
     (share,) = points[semconv.METRIC_DRIFT_SHARE]
     assert dict(share.attributes) == base

@@ -40,6 +40,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from modeltrace import __version__, semconv
 from modeltrace.drift.evaluate import evaluate_window, parse_overrides
 from modeltrace.drift.extract import Extraction, InvalidPayloadError, ModelRows, extract
+from modeltrace.drift.joint import MultivariateSettings
 from modeltrace.drift.label_upload import LabelEntry, labels_request
 from modeltrace.drift.labels import DEFAULT_LABEL_TTL_SECONDS, DEFAULT_MAX_ROWS, JoinBuffer
 from modeltrace.drift.performance import PerformanceReport
@@ -205,6 +206,7 @@ class DriftAggregator:
         read_only: bool = False,
         label_ttl_seconds: float = DEFAULT_LABEL_TTL_SECONDS,
         max_join_rows: int = DEFAULT_MAX_ROWS,
+        multivariate: MultivariateSettings | None = None,
     ) -> None:
         self.pane_seconds = _positive_number("pane_seconds", pane_seconds)
         self.window_seconds = _positive_number("window_seconds", window_seconds)
@@ -229,6 +231,8 @@ class DriftAggregator:
             else DriftStore(store, history_limit=history_limit, read_only=read_only)
         )
         self.read_only = self._store.read_only
+        # Multivariate / embedding drift (modeltrace.drift.joint); methods=() turns it off.
+        self.multivariate = multivariate if multivariate is not None else MultivariateSettings()
         self._lock = threading.RLock()
         self._references: dict[ModelKey, Reference] = {}
         self._windows: dict[ModelKey, ModelWindow] = {}
@@ -497,13 +501,18 @@ class DriftAggregator:
         if window is None or not batch.rows:
             return
         self._changed.add(key)
+        embeddings = _embedding_rows(window, batch)
         if self.count is not None:
-            window.update(batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()))
+            window.update(
+                batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()), embeddings
+            )
             return
         panes = np.floor(ts / self.pane_seconds)
         first = panes[0]
         if bool(np.all(panes == first)):
-            window.update(batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()))
+            window.update(
+                batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()), embeddings
+            )
             return
         order = np.argsort(panes, kind="stable")
         sorted_panes = panes[order]
@@ -514,6 +523,7 @@ class DriftAggregator:
                 batch.weights[rows],
                 _ids(batch.trace_ids[rows]),
                 float(ts[rows].max()),
+                None if embeddings is None else embeddings[rows],
             )
 
     def span_processor(self, **options: Any) -> SpanProcessor:
@@ -565,6 +575,9 @@ class DriftAggregator:
             window_end=end,
             n_samples=window.rows,
             counters=window.counters,
+            joint=window.joint_rows(),
+            embedded=window.embedding_rows(),
+            multivariate=self.multivariate,
         )
         if not self.read_only:
             self._store.add_report(
@@ -913,6 +926,23 @@ class DriftAggregator:
 
 
 _UPLOAD_COUNTS = ("accepted", "matched", "pending", "duplicates", "not_captured", "late")
+
+
+def _embedding_rows(window: ModelWindow, batch: ModelRows) -> np.ndarray | None:
+    """The batch's embeddings in the reference's projection as ``(rows, k + 1)`` (vector,
+    norm; NaN rows without one); rows of another projection are counted, not used."""
+    embedding = window.reference.embedding
+    if embedding is None or not batch.embeddings:
+        return None
+    out: np.ndarray | None = None
+    for spec, found in batch.embeddings.items():
+        if spec != embedding.projection:
+            window.counters.embedding_mismatch_rows += int(found.rows.size)
+            continue
+        out = np.full((batch.rows, embedding.dim + 1), np.nan)
+        out[found.rows, :-1] = found.vectors
+        out[found.rows, -1] = found.norms
+    return out
 
 
 def _ids(trace_ids: np.ndarray) -> Sequence[str]:

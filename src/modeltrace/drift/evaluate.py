@@ -290,6 +290,15 @@ def evaluate_window(
                     + ", ".join(counters.unknown_features),
                 )
             )
+        if counters.embedding_mismatch_rows:
+            quality.append(
+                QualityFinding(
+                    None,
+                    "embedding_projection_mismatch",
+                    float(counters.embedding_mismatch_rows),
+                    detail="embedding rows recorded with another projection than the reference's",
+                )
+            )
         if counters.capped_feature_rows:
             quality.append(
                 QualityFinding(

@@ -389,6 +389,10 @@ def _current(
     sample: RowReservoir, columns: int, limit: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     rows, weights, ids = sample.rows()[:, :columns], sample.weights(), sample.trace_ids()
+    # A canonical order: the result depends on the sampled rows, not on the order a
+    # replica merge or a restore left them in.
+    order = np.lexsort((np.asarray(ids, dtype=str), weights, *rows.T[::-1]))
+    rows, weights, ids = rows[order], weights[order], [ids[i] for i in order.tolist()]
     note = ""
     if rows.shape[0] > limit:
         keep = np.sort(np.random.default_rng(seed).choice(rows.shape[0], limit, replace=False))

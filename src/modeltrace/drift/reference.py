@@ -498,6 +498,12 @@ class EmbeddingSample:
             raise ReferenceFormatError(f"reference 'embedding': {exc}") from exc
 
 
+def _as_stored(values: np.ndarray) -> np.ndarray:
+    """``values`` at the precision they are saved with (float32): a reference then
+    gives the same results before and after a save/load round trip."""
+    return values.astype(np.float32).astype(np.float64)
+
+
 def _embedding_matrix(
     columns: dict[str, np.ndarray], embeddings: object, n_rows: int
 ) -> np.ndarray:
@@ -682,7 +688,7 @@ class Reference:
             layout = reference.row_layout()
             assert layout is not None
             picked = {name: columns[name][chosen] for name in joint}
-            reference.rows.rows = layout.encode(picked, int(chosen.size))
+            reference.rows.rows = _as_stored(layout.encode(picked, int(chosen.size)))
         if scores is not None:
             if prediction_column is None or target_column is None:
                 raise ValueError("scores need predictions and targets (to calibrate them)")
@@ -696,7 +702,9 @@ class Reference:
         if vectors is not None and chosen.size:
             projection = Projection(seed=embedding_seed, k=embedding_dim, d=int(vectors.shape[1]))
             projected, norms = projection.project(vectors[chosen])
-            reference.embedding = EmbeddingSample(projection.spec, projected, norms, n=n_rows)
+            reference.embedding = EmbeddingSample(
+                projection.spec, _as_stored(projected), _as_stored(norms), n=n_rows
+            )
         return reference
 
     # -- serialisation --

@@ -17,7 +17,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from modeltrace.semconv import EMBEDDING_FEATURE, MULTIVARIATE_FEATURE
+
 REPORT_FORMAT = "modeltrace.drift_report"
+DATASET_LEVEL = frozenset({MULTIVARIATE_FEATURE, EMBEDDING_FEATURE})
 REPORT_VERSION = 1
 
 
@@ -111,7 +114,8 @@ class QualityFinding:
     ``signal``: ``missing_ratio_increase``, ``out_of_range``, ``unseen_categories``,
     ``no_valid_values`` (every current value missing), ``absent`` (a reference
     feature with no data in the window), ``unknown_features`` / ``capped_features``
-    (rows of features the window does not track)."""
+    (rows of features the window does not track), ``embedding_projection_mismatch``
+    (embedding rows recorded with another projection than the reference's)."""
 
     feature: str | None
     signal: str
@@ -176,7 +180,15 @@ class DriftReport:
 
     @property
     def drifted_features(self) -> list[str]:
-        return [f.name for f in self.features if f.drifted]
+        """Names of the drifted features (``__prediction__`` included; the
+        dataset-level ``__multivariate__`` / ``__embedding__`` entries are not
+        features: see ``dataset_entries``)."""
+        return [f.name for f in self.features if f.drifted and f.name not in DATASET_LEVEL]
+
+    @property
+    def dataset_entries(self) -> list[FeatureDrift]:
+        """The dataset-level entries (multivariate and embedding methods)."""
+        return [f for f in self.features if f.name in DATASET_LEVEL]
 
     def to_dict(self) -> dict[str, Any]:
         return {

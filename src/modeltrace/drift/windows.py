@@ -392,7 +392,7 @@ class ModelWindow:
             pane.joint.update(layout.encode(selected, int(w.shape[0])), w, ids)
         if embeddings is not None:
             block = embeddings[rows]
-            present = np.flatnonzero(np.all(np.isfinite(block), axis=1))
+            present = np.flatnonzero(np.all(np.isfinite(block[:, :-1]), axis=1))  # norm may be NaN
             if present.size:
                 if pane.embedded is None:
                     pane.embedded = RowReservoir(
