@@ -133,17 +133,18 @@ class FeatureKeys:
 
     def __init__(self, policy: PrivacyPolicy) -> None:
         self.policy = policy
-        self._entries: dict[str, tuple[str, int]] = {}
+        # Read directly on hot loops (a method call per feature costs more than the lookup).
+        self.cached: dict[str, tuple[str, int]] = {}
         # (width, kept) -> (names source object, entries); the source is kept
         # alive by the cache, so an identity check cannot see a recycled id.
         self._positional: dict[tuple[int, int], tuple[Any, list[tuple[str, int]]]] = {}
 
     def entry(self, name: str) -> tuple[str, int]:
-        found = self._entries.get(name)
+        found = self.cached.get(name)
         if found is None:
             found = (semconv.FEATURE_PREFIX + name, self.policy.action(name))
-            if len(self._entries) < _KEYS_CACHE_LIMIT:
-                self._entries[name] = found
+            if len(self.cached) < _KEYS_CACHE_LIMIT:
+                self.cached[name] = found
         return found
 
     def positional(
@@ -325,18 +326,26 @@ class _MappingRow(InputView):
         max_len = limits.max_string_length
         remaining = limits.max_features
         left_out = 0
-        entry = keys.entry
+        cached = keys.cached
         for name, value in self._mapping.items():
             if remaining <= 0:
                 left_out += 1
                 continue
             remaining -= 1
-            key, action = entry(name if type(name) is str else str(name))
+            found = cached.get(name) if type(name) is str else None
+            if found is None:
+                found = keys.entry(name if type(name) is str else str(name))
+            key, action = found
             if action == KEEP:
                 kind = type(value)
-                attributes[key] = (
-                    value if kind is float or kind is bool else scalar_value(value, max_len)
-                )
+                if (
+                    kind is float
+                    or kind is bool
+                    or (kind is int and -_INT64_MAX <= value <= _INT64_MAX)
+                ):
+                    attributes[key] = value
+                else:
+                    attributes[key] = scalar_value(value, max_len)
             elif action == HASH:
                 attributes[key] = keys.policy.hash_value(scalar_value(value, max_len))
         if left_out:

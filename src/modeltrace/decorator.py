@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from modeltrace import capture, runtime, semconv, serving
+from modeltrace.embedding import EmbeddingCapture, as_capture
 from modeltrace.privacy import PrivacyPolicy
 from modeltrace.sampling import ConstantRate, RowBudget
 from modeltrace.settings import Settings, merge
@@ -80,8 +81,14 @@ def current_prediction_id() -> str | None:
     return None if active is None else active[1]
 
 
+_getrandbits = random.getrandbits
+# Ints outside (-2**63, 2**63) are not attribute ints; capture.scalar_value turns them into floats.
+_INT64_MIN = -(2**63)
+_INT64_END = 2**63
+
+
 def _new_prediction_id() -> str:
-    return f"{random.getrandbits(128):032x}"
+    return f"{_getrandbits(128):032x}"
 
 
 def _framework_of(model_obj: Any) -> str:
@@ -165,6 +172,7 @@ class ModelCallInstrumentation:
         framework: str | None = None,
         feature_names: Sequence[str] | None = None,
         model_obj: Any = None,
+        embedding: EmbeddingCapture | None = None,
         **options: Any,
     ) -> None:
         unknown = set(options) - set(_OPTION_SETTINGS)
@@ -177,6 +185,7 @@ class ModelCallInstrumentation:
         self.framework = None if framework is None else _check_name("framework", framework)
         self.feature_names = _check_feature_names(feature_names)
         self.model_obj = model_obj
+        self.embedding = embedding  # modeltrace.embedding: projected per captured row
         self.options = {k: v for k, v in options.items() if v is not None}
         merge(Settings(), **self.options)  # validates now: precise errors at decoration time
         self.key = (self.model, self.version)
@@ -186,8 +195,15 @@ class ModelCallInstrumentation:
 
     # -- configuration --------------------------------------------------
     def config(self) -> _Config:
-        rt = runtime.current()
         cfg = self._config
+        # runtime._generation changes on every install/reset (read directly: hot path).
+        if (
+            cfg is not None
+            and cfg.generation == runtime._generation
+            and runtime._current is not None
+        ):
+            return cfg
+        rt = runtime.current()
         if cfg is None or cfg.generation != rt.generation:
             cfg = self._build(rt)
             self._config = cfg
@@ -366,6 +382,7 @@ class _Call:
         "cfg",
         "done",
         "instr",
+        "model_input",
         "model_obj",
         "n_rows",
         "pending",
@@ -391,7 +408,7 @@ class _Call:
         self.tokens: tuple[Any, Any] | None = None
         model_obj = instr.model_obj if instr.model_obj is not None else instance
         self.model_obj = model_obj
-        prediction_id = _new_prediction_id()
+        prediction_id = f"{_getrandbits(128):032x}"  # _new_prediction_id(), inlined
         self.prediction_id = prediction_id
         attributes = cfg.base_attributes.copy()
         attributes[semconv.PREDICTION_ID] = prediction_id
@@ -402,11 +419,14 @@ class _Call:
         # outputs are set once, with one set_attributes call, at the end.
         pending: dict[str, Any] = {}
         self.pending = pending
+        self.model_input: Any = None
         try:
             x = args[0] if args else None
             if not args and kwargs:
                 name = instr.input_name
                 x = kwargs[name] if name in kwargs else next(iter(kwargs.values()))
+            if instr.embedding is not None:
+                self.model_input = x
             view = capture.adapt_input(x, instr.feature_names, model_obj)
             if view is not None:
                 n_rows = view.n_rows
@@ -461,7 +481,8 @@ class _Call:
             self.leave(tokens)
 
     def succeed(self, result: Any, outputs: bool = True) -> None:
-        self._leave_attached()
+        if self.tokens is not None:
+            self._leave_attached()
         if self.done:
             return
         self.done = True
@@ -473,6 +494,8 @@ class _Call:
             values: list[Any] = []
             if outputs and (cfg.capture_predictions or self.n_rows is None):
                 values = self._outputs(result, attributes)
+            if self.instr.embedding is not None and self.captured and cfg.capture_features:
+                self._embedding(result, attributes)
             n_rows = self.n_rows if self.n_rows is not None else 1
             if semconv.BATCH_SIZE not in attributes and self.n_rows is None:
                 attributes[semconv.BATCH_SIZE] = n_rows
@@ -493,6 +516,14 @@ class _Call:
     def _outputs(self, result: Any, attributes: dict[str, Any]) -> list[Any]:
         cfg = self.cfg
         try:
+            # Fast path, same outcome as the general one: one row, a plain number.
+            kind = type(result)
+            if self.n_rows == 1 and (
+                kind is float or kind is bool or (kind is int and _INT64_MIN < result < _INT64_END)
+            ):
+                if self.captured and cfg.capture_predictions:
+                    attributes[semconv.PREDICTION_VALUE] = result
+                return [result]
             view = capture.adapt_output(result)
             if view is None:
                 return []
@@ -516,6 +547,19 @@ class _Call:
         except Exception as exc:
             runtime.report_internal_error("capture.predictions", exc)
             return []
+
+    def _embedding(self, result: Any, attributes: dict[str, Any]) -> None:
+        """``ml.embedding.*`` of the captured rows (modeltrace.embedding)."""
+        embedding = self.instr.embedding
+        try:
+            if embedding is not None and self.rows and self.n_rows:
+                attributes.update(
+                    embedding.attributes(self.model_input, result, self.rows, self.n_rows)
+                )
+        except Exception as exc:
+            runtime.report_internal_error("capture.embedding", exc)
+        finally:
+            self.model_input = None
 
     def fail(self, exc: BaseException) -> None:
         self._leave_attached()
@@ -694,14 +738,20 @@ def monitor(
     *,
     framework: str | None = None,
     operation: str | None = None,
+    embedding: EmbeddingCapture | Callable[[Any], Any] | str | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a predict function so each call emits a span and the SDK metrics.
 
     ``model`` defaults to the function's name; ``operation`` to ``predict``
     (or the function's name when it is one of the estimator method names).
     Capture options left as None follow ``configure()`` / ``MODELTRACE_*``;
-    ``redact`` and ``hash`` add to the configured lists.
+    ``redact`` and ``hash`` add to the configured lists. ``embedding``: a
+    callable ``input -> (n, d) array`` or the name of an input/output field
+    (or a ``modeltrace.embedding.EmbeddingCapture`` for another ``dim``/``seed``):
+    each captured row's embedding is recorded as a seeded random projection to
+    32 dimensions plus its norm (``ml.embedding.*``).
     """
+    embedding_capture = as_capture(embedding)
     options: dict[str, Any] = {
         "sample_rate": sample_rate,
         "max_rows": max_rows,
@@ -729,6 +779,7 @@ def monitor(
             task=task,
             framework=framework,
             feature_names=checked_names,
+            embedding=embedding_capture,
             **options,
         )
         wrapper = instrumentation.wrapper_for(func)

@@ -92,9 +92,10 @@ def install(
 
 def reset() -> None:
     """Forget the installed runtime: the next call uses the global providers and environment."""
-    global _current, disabled
+    global _current, _generation, disabled
     with _lock:
         _current = None
+        _generation += 1  # cached per-function configs see the change without calling current()
         disabled = False
 
 
