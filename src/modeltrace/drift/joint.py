@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -67,8 +67,8 @@ class MultivariateSettings:
     thresholds: ThresholdMode = "calibrated"
     quantile: float = 0.99
     time_budget: float = 1.0  # seconds per pseudo-feature, all methods together
-    calibration_budget: float = 5.0  # seconds per calibration (cache miss)
-    calibration_draws: int = 40
+    calibration_budget: float = 2.0  # seconds per calibration (cache miss)
+    calibration_draws: int = 30
     permutations: int = mv.DEFAULT_PERMUTATIONS
     folds: int = mv.DEFAULT_FOLDS
     max_rows: int = 2000  # current rows used by the classifier and PCA (subsampled)
@@ -189,7 +189,8 @@ class _Evaluation:
         self.side = side
         self.settings = settings
         self.cache = cache
-        self.deadline = time.monotonic() + settings.time_budget
+        self.deadline: float | None = None  # set by start(), after the calibrations
+        self.thresholds: dict[str, tuple[float, str]] = {}
         encoder = mv.RowEncoder.fit(side.reference, side.categories)
         self.ref = encoder.transform(side.reference)
         self.cur = encoder.transform(side.current)
@@ -337,7 +338,17 @@ class _Evaluation:
             f"{model.n_components} components; {note}",
         )
 
+    def start(self, methods: Sequence[str]) -> None:
+        """Fix every method's threshold (calibrations have their own budget), then
+        start the evaluation's time budget."""
+        for method in methods:
+            self.thresholds[method] = self._calibrate(cast("mv.MethodName", method))
+        self.deadline = time.monotonic() + self.settings.time_budget
+
     def _threshold(self, method: mv.MethodName) -> tuple[float, str]:
+        return self.thresholds[method]
+
+    def _calibrate(self, method: mv.MethodName) -> tuple[float, str]:
         if self.settings.thresholds == "calibrated":
             value, note = self.calibrated(method)
             if value is not None:
@@ -378,6 +389,7 @@ def _evaluate_side(
         )
         return [_not_enough(side, method, why) for method in settings.methods]
     run = _Evaluation(side, settings, cache)
+    run.start(settings.methods)
     by_method = {"domain_classifier": run.classifier, "pca_reconstruction": run.pca, "mmd": run.mmd}
     # Cheap methods first; MMD's permutations take what is left of the budget.
     order = [m for m in ("domain_classifier", "pca_reconstruction", "mmd") if m in settings.methods]
