@@ -502,7 +502,11 @@ class _Call:
             if attributes:
                 self.span.set_attributes(attributes)
             self.span.end()
-            instruments.duration.record(duration, cfg.metric_attributes)
+            # The span's context makes the SDK's exemplar filter (trace_based by default)
+            # attach this call's trace id to the histogram bucket as an exemplar.
+            instruments.duration.record(
+                duration, cfg.metric_attributes, trace.set_span_in_context(self.span)
+            )
             instruments.predictions.add(self.instr.key, n_rows)
             instruments.batch_size.record(n_rows, cfg.volume_attributes)
             histogram = instruments.prediction_value
@@ -586,8 +590,10 @@ class _Call:
             span.end()
             error_attributes = dict(cfg.metric_attributes)
             error_attributes[semconv.ERROR_TYPE] = error_type
-            cfg.instruments.duration.record(duration, error_attributes)
-            cfg.instruments.errors.add(1, error_attributes)
+            # With the span's context both carry this trace id as an exemplar.
+            exemplar_context = trace.set_span_in_context(span)
+            cfg.instruments.duration.record(duration, error_attributes, exemplar_context)
+            cfg.instruments.errors.add(1, error_attributes, exemplar_context)
         except Exception as inner:
             runtime.report_internal_error("monitor.fail", inner)
             self._end_quietly()
