@@ -155,7 +155,9 @@ def test_mmd_stops_at_the_deadline_and_says_so() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((100, 2)), rng.standard_normal((100, 2))
     result = mv.mmd_test(x, y, permutations=10_000, deadline=0.0)
-    assert result.permutations == 0 and not result.complete and result.p_value is None
+    # One chunk of permutations always runs; then the deadline stops them.
+    assert 0 < result.permutations < 10_000 and not result.complete
+    assert result.p_value is not None and result.p_value >= 1 / (1 + result.permutations)
 
 
 def test_pca_errors_match_sklearn_reconstruction() -> None:
@@ -210,10 +212,10 @@ def test_classifier_exemplars_are_the_most_current_like_rows() -> None:
     rng = np.random.default_rng(4)
     reference = Reference.from_data(correlated(rng, 3000, 0.0))
     current = correlated(rng, 600, 0.0)
-    current["a"][:20] = 6.0  # twenty rows far from anything in the reference
+    current["a"][:60] = 6.0  # sixty rows far from anything in the reference
     report = window_report(reference, current)
     entry = report.feature(semconv.MULTIVARIATE_FEATURE, "domain_classifier")
-    outliers = {f"trace-{i}" for i in range(20)}
+    outliers = {f"trace-{i}" for i in range(60)}
     assert entry.exemplar_trace_ids and set(entry.exemplar_trace_ids) <= outliers
 
 

@@ -114,13 +114,22 @@ class CalibrationCache:
     def get(
         self,
         key: tuple[object, ...],
-        compute: Callable[[], mv.NullDistribution | None],
+        compute: Callable[[int], mv.NullDistribution | None],
+        wanted: int,
     ) -> mv.NullDistribution | None:
+        """The cached distribution; ``compute(start)`` runs draws from ``start`` on a
+        miss, or continues one that ran out of time (until ``wanted`` draws ran)."""
         with self._lock:
+            cached = self._items.get(key)
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
-        value = compute()
+                if cached is None or cached.complete:
+                    return cached
+        more = compute(cached.draws if cached is not None else 0)
+        if cached is not None:
+            value = cached if more is None else cached.extend(more, wanted)
+        else:
+            value = more
         with self._lock:
             self.misses += 1
             self._items[key] = value
@@ -238,25 +247,25 @@ class _Evaluation:
             s.seed,
         )
 
-        def compute() -> mv.NullDistribution | None:
+        def compute(start: int) -> mv.NullDistribution | None:
             return mv.null_statistics(
                 method,
                 self.ref,
                 bucket,
-                draws=s.calibration_draws,
+                draws=s.calibration_draws - start,
                 folds=s.folds,
                 max_rows=s.mmd_rows,
                 seed=s.seed,
                 deadline=time.monotonic() + s.calibration_budget,
+                start=start,
             )
 
-        null = self.cache.get(key, compute)
+        null = self.cache.get(key, compute, s.calibration_draws)
         if null is None or null.values.size < MIN_NULL_VALUES:
             return None, "calibration impossible (reference too small or out of time): fixed"
-        draws = null.values.size if method != "pca_reconstruction" else null.values.size // 10
-        budget = "" if null.complete else " (calibration time budget ran out)"
+        budget = "" if null.complete else " (calibration time budget ran out; continues)"
         return null.quantile(s.quantile), (
-            f"threshold: {s.quantile:.0%} quantile of {draws} reference splits of "
+            f"threshold: {s.quantile:.0%} quantile of {null.draws} reference splits of "
             f"~{bucket:.0f} rows{budget}"
         )
 

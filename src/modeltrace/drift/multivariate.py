@@ -345,7 +345,8 @@ def mmd_test(
     observed = float(v @ kv)
     witness = -kv[n_x:]  # mean kernel to current minus mean kernel to reference
     exceed, done = 0, 0
-    while done < permutations and not _expired(deadline):
+    # One chunk always runs (a p-value to report), the rest only before the deadline.
+    while done < permutations and not (done and _expired(deadline)):
         chunk = min(_PERMUTATION_CHUNK, permutations - done)
         order = np.argsort(rng.random((chunk, pooled.shape[0])), axis=1)
         side_x = np.zeros((chunk, pooled.shape[0]), dtype=bool)
@@ -434,9 +435,14 @@ class NullDistribution:
 
     values: np.ndarray
     complete: bool  # every requested draw ran before the deadline
+    draws: int = 0  # draws run
 
     def quantile(self, q: float) -> float:
         return float(np.quantile(self.values, q))
+
+    def extend(self, more: NullDistribution, wanted: int) -> NullDistribution:
+        draws = self.draws + more.draws
+        return NullDistribution(np.concatenate([self.values, more.values]), draws >= wanted, draws)
 
 
 def split_sizes(n_reference: int, n_current: float) -> tuple[int, int]:
@@ -457,25 +463,27 @@ def null_statistics(
     max_rows: int = DEFAULT_MMD_ROWS,
     seed: int = 0,
     deadline: float | None = None,
+    start: int = 0,
 ) -> NullDistribution | None:
     """The statistic of ``method`` between two disjoint random parts of the
     (encoded) reference rows, ``draws`` times, scaled to comparing all reference
     rows with ``n_current`` rows: AUC deviations from 0.5 by the Mann-Whitney
     standard error ratio ``sqrt((n1 + n2 + 1) / (n1 n2))``, MMD^2 by
     ``1/n1 + 1/n2``; reconstruction errors are means of ``n_current`` rows drawn
-    from the held-out part (PCA fitted on the other part). ``None`` when the
-    reference is too small to split or no draw finished."""
+    from the held-out part (PCA fitted on the other part). ``start``: the first
+    draw's number (to continue an interrupted calibration with new draws). ``None``
+    when the reference is too small to split or no draw finished."""
     ref = _matrix(reference, "reference")
     n_ref = ref.shape[0]
     if n_ref < 2 * MIN_ROWS or n_current < 1:
         return None
     a, b = split_sizes(n_ref, n_current)
-    rng = np.random.default_rng(seed)
     values: list[float] = []
     done = 0
-    for draw in range(draws):
+    for draw in range(start, start + draws):
         if done and _expired(deadline):
             break
+        rng = np.random.default_rng([seed, draw])
         order = rng.permutation(n_ref)
         part_a, part_b = ref[order[:a]], ref[order[a:]]
         if method == "domain_classifier":
@@ -500,4 +508,4 @@ def null_statistics(
         done += 1
     if not values:
         return None
-    return NullDistribution(np.asarray(values), done == draws)
+    return NullDistribution(np.asarray(values), done == draws, done)
