@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -252,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", type=int, nargs="+", default=list(SIZES), help="window sizes to try"
     )
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument(
+        "--multivariate",
+        action="store_true",
+        help="then run the multivariate / embedding scenarios (benchmarks/multivariate_quality.py)",
+    )
     args = parser.parse_args(argv)
     if args.trials < 1 or args.control_trials < 1 or min(args.sizes) < 1:
         parser.error("--trials, --control-trials and --sizes must be positive")
@@ -264,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(a third of that above n={LARGE_WINDOW}), reference {REFERENCE_ROWS} rows, "
         f"reservoirs {RESERVOIR}; {time.perf_counter() - started:.0f} s"
     )
+    if args.multivariate:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import multivariate_quality
+
+        if multivariate_quality.main(["--seed", str(args.seed)]):
+            missed.append("multivariate targets (see above)")
     if missed:
         print("TARGETS MISSED:")
         for line in missed:
