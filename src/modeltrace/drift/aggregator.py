@@ -38,6 +38,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace import SpanProcessor
 
 from modeltrace import __version__, semconv
+from modeltrace.drift.call_stats import CallBook, CallStats
 from modeltrace.drift.evaluate import evaluate_window, parse_overrides
 from modeltrace.drift.extract import Extraction, InvalidPayloadError, ModelRows, extract
 from modeltrace.drift.joint import MultivariateSettings
@@ -67,6 +68,10 @@ DEFAULT_MAX_MODELS = 100
 DEFAULT_MAX_FEATURES = 500
 # Names of over-the-cap models remembered for reporting (counts are exact).
 MAX_DROPPED_NAMES = 20
+# Call statistics (errors, latency; modeltrace.drift.call_stats): panes of at most a
+# minute, 6 hours of them, enough to compare the last 3 hours with the 3 before.
+CALL_PANE_SECONDS = 60.0
+CALL_MAX_PANES = 360
 
 ModelKey = tuple[str, str]
 
@@ -252,6 +257,8 @@ class DriftAggregator:
         self._performance = PerformanceTracker(
             ttl_seconds=label_ttl_seconds, max_rows=max_join_rows, max_pending=max_join_rows
         )
+        # Every prediction span's outcome and duration per pane (root-cause analysis).
+        self._calls = CallBook(min(CALL_PANE_SECONDS, self.pane_seconds), CALL_MAX_PANES)
         self._restore()
         self._register_metrics(meter_provider)
 
@@ -274,9 +281,15 @@ class DriftAggregator:
                 logger.exception("stored reference of %s/%s is unreadable; skipped", model, version)
         for model, version, text in self._store.load_stats():
             try:
-                self._stats[(model, version)] = ModelStats.from_dict(json.loads(text))
+                data = json.loads(text)
+                self._stats[(model, version)] = ModelStats.from_dict(data)
             except (ValueError, TypeError):
                 logger.exception("stored counters of %s/%s are unreadable; reset", model, version)
+                continue
+            try:
+                self._calls.restore((model, version), data.get("calls"))
+            except (ValueError, TypeError, KeyError):
+                logger.exception("stored call statistics of %s/%s are unreadable", model, version)
         states = {(m, v): state for m, v, state in self._store.load_windows()}
         for key, reference in self._references.items():
             state = states.get(key)
@@ -305,7 +318,7 @@ class DriftAggregator:
                 key: self._windows[key].to_bytes() for key in self._dirty if key in self._windows
             }
             stats = {
-                key: json.dumps(self._stats[key].to_dict())
+                key: json.dumps({**self._stats[key].to_dict(), "calls": self._calls.state(key)})
                 for key in self._dirty
                 if key in self._stats
             }
@@ -485,6 +498,7 @@ class DriftAggregator:
 
     def _add_rows(self, key: ModelKey, batch: ModelRows) -> None:
         stats = self._stats[key]
+        self._calls.add(key, batch.calls)
         ts = batch.timestamps
         if batch.rows:
             stats.add(
@@ -587,6 +601,22 @@ class DriftAggregator:
         self._changed.discard(key)
         return report
 
+    def call_summary(
+        self, model: str, version: str, since_seconds: float, now: float | None = None
+    ) -> dict[str, Any]:
+        """Calls, errors by type and latency of the last ``since_seconds`` (up to ``now``,
+        default the current time) and of the period as long before it
+        (``modeltrace.drift.call_stats``); the ``GET .../spans/stats`` JSON."""
+        key = _key(model, version)
+        with self._lock:
+            self._check_open()
+            if key not in self._stats and key not in self._references:
+                raise self._unknown(model, version)
+            out = self._calls.stats(key).compare(
+                since_seconds, time.time() if now is None else float(now)
+            )
+        return {"model": key[0], "version": key[1], "since_seconds": since_seconds, **out}
+
     def history(self, model: str, version: str | None = None, limit: int = 50) -> list[DriftReport]:
         """Past reports of ``model`` (one version or all), newest first."""
         return [
@@ -662,6 +692,7 @@ class DriftAggregator:
             overrides = dict(other._overrides)
             windows = {k: w.to_bytes() for k, w in other._windows.items()}
             stats = {k: ModelStats.from_dict(s.to_dict()) for k, s in other._stats.items()}
+            calls = {k: CallStats.from_dict(c.to_dict()) for k, c in other._calls.models.items()}
             dropped = (other._dropped.spans, list(other._dropped.models))
             joins = {
                 k: JoinBuffer.from_bytes(j.to_bytes()) for k, j in other._performance.joins.items()
@@ -688,6 +719,8 @@ class DriftAggregator:
                     self._dropped.note(key, theirs_stats.spans)
                     continue
                 self._stats[key].merge(theirs_stats)
+                if key in calls:
+                    self._calls.merge(key, calls[key])
                 self._dirty.add(key)
                 if key in joins:
                     self._performance.merge(key, joins[key])

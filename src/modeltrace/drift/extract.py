@@ -34,9 +34,11 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
 
 from modeltrace import semconv
 from modeltrace.drift import otlp_wire
+from modeltrace.drift.call_stats import OTHER_ERROR_TYPE, CallRecords
 from modeltrace.embedding import Projection
 
 __all__ = [
@@ -71,6 +73,7 @@ _SPECIAL_KEYS = frozenset(
         semconv.EMBEDDING_PROJECTION,
         semconv.EMBEDDING_VECTOR,
         semconv.EMBEDDING_NORM,
+        semconv.ERROR_TYPE,
     }
 )
 
@@ -114,6 +117,8 @@ class ModelRows:
     uncaptured_ids: list[str] = field(default_factory=list)
     # Projection spec -> the rows recorded with it (modeltrace.embedding).
     embeddings: dict[str, EmbeddingRows] = field(default_factory=dict)
+    # Every prediction span (captured rows or not): end, duration, error type, trace id.
+    calls: CallRecords = field(default_factory=CallRecords)
 
     @property
     def rows(self) -> int:
@@ -271,6 +276,10 @@ class _ModelBuilder:
     """Collects the rows of one (model, version)."""
 
     __slots__ = (
+        "call_durations",
+        "call_ends",
+        "call_errors",
+        "call_trace_ids",
         "columns",
         "embeddings",
         "rows",
@@ -296,6 +305,10 @@ class _ModelBuilder:
         self.span_indices: list[npt.NDArray[np.int64] | None] = []
         self.uncaptured_ids: list[str] = []
         self.embeddings: dict[str, list[tuple[int, FloatArray, FloatArray]]] = {}
+        self.call_ends: list[float] = []
+        self.call_durations: list[float] = []
+        self.call_errors: list[str] = []
+        self.call_trace_ids: list[str] = []
 
     def add_embedding(self, embedding: _Embedding, n: int) -> None:
         """The embedding of the span about to be added (its rows start at ``self.rows``)."""
@@ -315,8 +328,14 @@ class _ModelBuilder:
         end_seconds: float,
         prediction_id: str = "",
         indices: npt.NDArray[np.int64] | None = None,
+        duration: float = math.nan,
+        error_type: str = "",
     ) -> None:
         self.spans += 1
+        self.call_ends.append(end_seconds)
+        self.call_durations.append(duration)
+        self.call_errors.append(error_type)
+        self.call_trace_ids.append(trace_id)
         if n == 0:
             if prediction_id:
                 self.uncaptured_ids.append(prediction_id)
@@ -370,6 +389,9 @@ class _ModelBuilder:
                 )
                 for spec, parts in self.embeddings.items()
             },
+            calls=CallRecords.from_lists(
+                self.call_ends, self.call_durations, self.call_errors, self.call_trace_ids
+            ),
         )
 
 
@@ -396,6 +418,8 @@ class _Collector:
         prediction_id: Any = None,
         indices: npt.NDArray[np.int64] | None = None,
         embedding: _Embedding | None = None,
+        duration: float = math.nan,
+        error_type: str = "",
     ) -> None:
         n = _row_count(items, indices_count)
         weight = _weight(rate)
@@ -407,7 +431,9 @@ class _Collector:
             indices = None  # no captured values: the indices describe nothing
         if embedding is not None and n:
             builder.add_embedding(embedding, n)
-        builder.add_span(items, n, weight, trace_id, end_seconds, pid, indices)
+        builder.add_span(
+            items, n, weight, trace_id, end_seconds, pid, indices, duration, error_type
+        )
         self.result.accepted += 1
 
     def add_label(
@@ -460,6 +486,14 @@ def _weight(rate: Any) -> float:
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
         raise _RejectedSpan("invalid ml.sample.rate")
     return 1.0 / float(rate)
+
+
+def _error_type(value: Any, status_error: bool) -> str:
+    """The call's error type: ``error.type``, else ``_OTHER`` when the status is ERROR,
+    else "" (a successful call)."""
+    if isinstance(value, str) and value.strip():
+        return value
+    return OTHER_ERROR_TYPE if status_error else ""
 
 
 def _identity(model: Any, version: Any) -> tuple[str, str]:
@@ -582,6 +616,10 @@ def _sdk_span(collector: _Collector, span: Any) -> None:
             attributes.get(semconv.EMBEDDING_VECTOR),
             attributes.get(semconv.EMBEDDING_NORM),
         ),
+        (span.end_time - span.start_time) / 1e9 if span.start_time else math.nan,
+        _error_type(
+            attributes.get(semconv.ERROR_TYPE), span.status.status_code is StatusCode.ERROR
+        ),
     )
 
 
@@ -600,6 +638,8 @@ def extract_spans(spans: Iterable[Any]) -> Extraction:
 
 
 _TAG_ARRAY = otlp_wire.TAG_ARRAY
+# opentelemetry.proto.trace.v1.Status.StatusCode.STATUS_CODE_ERROR
+_STATUS_CODE_ERROR = 2
 _TAG_DOUBLE = otlp_wire.TAG_DOUBLE
 # Element patterns of arrays of up to 11 doubles (125 bytes: a one-byte length).
 _SHORT_DOUBLE_PATTERNS = [(b"\x0a" * n, b"\x09" * n, b"\x21" * n) for n in range(12)]
@@ -657,7 +697,7 @@ def _otlp_span(collector: _Collector, span: Any) -> None:
         # Hot paths, exact: a short array of doubles (one-byte length) or one double.
         if size > 2 and raw[0] == _TAG_ARRAY and raw[1] == size - 2:
             count, rest = divmod(size - 2, 11)
-            if not rest:
+            if not rest and count < len(_SHORT_DOUBLE_PATTERNS):
                 newline, tab, bang = _SHORT_DOUBLE_PATTERNS[count]
                 if raw[2::11] == newline and raw[3::11] == tab and raw[4::11] == bang:
                     items.append((column, _DOUBLES, raw[2:], count))
@@ -704,6 +744,11 @@ def _otlp_span(collector: _Collector, span: Any) -> None:
     end_ns: int = span.end_time_unix_nano
     if not end_ns:
         raise _RejectedSpan("missing end time")
+    start_ns: int = span.start_time_unix_nano
+    try:
+        error_type = _otlp_any(special.get(semconv.ERROR_TYPE))
+    except (DecodeError, otlp_wire.UnsupportedValueError):
+        error_type = None
     collector.add_prediction(
         model,
         version,
@@ -715,6 +760,8 @@ def _otlp_span(collector: _Collector, span: Any) -> None:
         prediction_id,
         index_array,
         embedding,
+        (end_ns - start_ns) / 1e9 if 0 < start_ns <= end_ns else math.nan,
+        _error_type(error_type, span.status.code == _STATUS_CODE_ERROR),
     )
 
 
@@ -760,6 +807,11 @@ def extract_otlp(payload: bytes | bytearray | memoryview | Message) -> Extractio
         data = payload.SerializeToString()
     else:
         data = bytes(payload)
+    from modeltrace.drift.otlp_fast import extract_request  # imports this module
+
+    fast = extract_request(data)
+    if fast is not None:
+        return fast
     try:
         request: Any = otlp_wire.lite_request_class().FromString(data)
     except DecodeError as exc:

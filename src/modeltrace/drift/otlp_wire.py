@@ -4,11 +4,11 @@ Parsing an ``ExportTraceServiceRequest`` with the generated classes creates one
 Python-visible message per attribute value (an ``AnyValue`` per array element),
 which dominates ingestion cost. This module parses the same bytes with a
 *wire-compatible* reduced schema: only the span fields drift needs (trace id,
-name, end time, attributes) are declared, and each attribute value is kept as
-its raw ``AnyValue`` bytes. The helpers below decode those bytes: scalars by
-hand, arrays of doubles and of small integers by strided byte checks (exact,
-see ``double_array_count``), anything else through the real ``AnyValue`` and
-``ArrayValue`` classes.
+name, start and end time, status code, attributes) are declared, and each
+attribute value is kept as its raw ``AnyValue`` bytes. The helpers below decode
+those bytes: scalars by hand, arrays of doubles and of small integers by strided
+byte checks (exact, see ``double_array_count``), anything else through the real
+``AnyValue`` and ``ArrayValue`` classes.
 
 Undeclared fields are skipped by protobuf as unknown fields, so any valid OTLP
 request parses. Values that are not scalars or arrays of scalars (key-value
@@ -77,13 +77,17 @@ def _build_lite_request_class() -> type[Message]:
             ("value", 2, field.TYPE_BYTES, optional, None),
         ],
     )
+    # Status.code is an enum on the wire (a varint): int32 reads it the same way.
+    message("Status", [("code", 3, field.TYPE_INT32, optional, None)])
     message(
         "Span",
         [
             ("trace_id", 1, field.TYPE_BYTES, optional, None),
             ("name", 5, field.TYPE_STRING, optional, None),
+            ("start_time_unix_nano", 7, field.TYPE_FIXED64, optional, None),
             ("end_time_unix_nano", 8, field.TYPE_FIXED64, optional, None),
             ("attributes", 9, field.TYPE_MESSAGE, repeated, "KeyValue"),
+            ("status", 15, field.TYPE_MESSAGE, optional, "Status"),
         ],
     )
     message("ScopeSpans", [("spans", 2, field.TYPE_MESSAGE, repeated, "Span")])

@@ -28,6 +28,7 @@ from modeltrace.drift.service.grpc_server import start_grpc_server
 from modeltrace.drift.service.ingest_queue import CommitStats, IngestQueue
 from modeltrace.drift.service.logs import configure_logging
 from modeltrace.drift.service.performance_routes import performance_routes
+from modeltrace.drift.service.rca_routes import rca_routes
 from modeltrace.drift.service.receiver import IngestResultLike, TraceReceiver
 from modeltrace.drift.service.telemetry import MetricsPipeline, ServiceMetrics, service_meter
 
@@ -168,7 +169,7 @@ class Service:
                 self.state,
                 auth=self.auth,
                 lifespan=self._lifespan,
-                extra_routes=performance_routes(),
+                extra_routes=[*performance_routes(), *rca_routes()],
             )
             server = uvicorn.Server(
                 uvicorn.Config(
