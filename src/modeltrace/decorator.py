@@ -876,7 +876,7 @@ def wrap(
     if runtime.disabled_now():
         return model_obj
     name = model if model is not None else type(model_obj).__name__
-    options = {
+    options: dict[str, Any] = {
         "sample_rate": sample_rate,
         "max_rows": max_rows,
         "capture_features": capture_features,

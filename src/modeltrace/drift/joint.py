@@ -126,6 +126,7 @@ class CalibrationCache:
                 if cached is None or cached.complete:
                     return cached
         more = compute(cached.draws if cached is not None else 0)
+        value: mv.NullDistribution | None
         if cached is not None:
             value = cached if more is None else cached.extend(more, wanted)
         else:
@@ -399,10 +400,14 @@ def _evaluate_side(
         return [_not_enough(side, method, why) for method in settings.methods]
     run = _Evaluation(side, settings, cache)
     run.start(settings.methods)
-    by_method = {"domain_classifier": run.classifier, "pca_reconstruction": run.pca, "mmd": run.mmd}
+    by_method: dict[str, Callable[[], FeatureDrift]] = {
+        "domain_classifier": run.classifier,
+        "pca_reconstruction": run.pca,
+        "mmd": run.mmd,
+    }
     # Cheap methods first; MMD's permutations take what is left of the budget.
     order = [m for m in ("domain_classifier", "pca_reconstruction", "mmd") if m in settings.methods]
-    entries = {method: by_method[method]() for method in order}
+    entries: dict[str, FeatureDrift] = {method: by_method[method]() for method in order}
     return [entries[m] for m in settings.methods]
 
 
