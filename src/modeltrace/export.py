@@ -72,6 +72,11 @@ class DropCountingSpanProcessor(SpanProcessor):
         self._shutdown = False
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
+        # Guards taking a batch off the queue and the count of spans being exported, so a
+        # shutdown that gives up counts every undelivered span exactly once.
+        self._count_lock = threading.Lock()
+        self._in_flight = 0
+        self._abandoned = False
         self._start_worker()
         if hasattr(os, "register_at_fork"):
             self_ref = weakref.ref(self)
@@ -103,14 +108,19 @@ class DropCountingSpanProcessor(SpanProcessor):
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export everything queued now; False if that did not finish within the timeout."""
+        """Export everything queued now; False if that did not finish within the timeout.
+
+        Also waits for a batch the worker took from the queue and is exporting.
+        """
         deadline = time.monotonic() + timeout_millis / 1000.0
-        while self._queue:
-            if time.monotonic() >= deadline:
-                return False
+        while True:
+            # Taking the export lock waits for an in-flight batch even when the queue is empty.
             if not self._export_one_batch(deadline):
                 return False
-        return True
+            if not self._queue:
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     def shutdown(self, timeout_millis: int = 5000) -> None:
         if self._shutdown:
@@ -134,7 +144,10 @@ class DropCountingSpanProcessor(SpanProcessor):
         closer = threading.Thread(target=_final_export, name="modeltrace-span-close", daemon=True)
         closer.start()
         if not finished.wait(remaining):
-            left = len(self._queue)
+            with self._count_lock:
+                self._abandoned = True
+                left = len(self._queue) + self._in_flight
+                self._queue.clear()
             if left:
                 self._drop(left, REASON_SHUTDOWN)
             logger.warning(
@@ -163,6 +176,8 @@ class DropCountingSpanProcessor(SpanProcessor):
         self._queue.clear()
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._in_flight = 0
         if not self._shutdown:
             self._start_worker()
 
@@ -182,8 +197,10 @@ class DropCountingSpanProcessor(SpanProcessor):
         try:
             batch: list[ReadableSpan] = []
             queue = self._queue
-            while queue and len(batch) < self._batch_size:
-                batch.append(queue.popleft())
+            with self._count_lock:
+                while queue and len(batch) < self._batch_size:
+                    batch.append(queue.popleft())
+                self._in_flight += len(batch)
             if not batch:
                 return True
             try:
@@ -191,7 +208,11 @@ class DropCountingSpanProcessor(SpanProcessor):
             except Exception:
                 logger.exception("modeltrace: span export raised")
                 result = SpanExportResult.FAILURE
-            if result is not SpanExportResult.SUCCESS:
+            with self._count_lock:
+                self._in_flight -= len(batch)
+                counted_at_shutdown = self._abandoned
+            # A shutdown that gave up already counted this batch as lost.
+            if result is not SpanExportResult.SUCCESS and not counted_at_shutdown:
                 self._drop(len(batch), REASON_EXPORT_FAILED)
             return True
         finally:

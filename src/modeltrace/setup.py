@@ -224,6 +224,10 @@ class ModeltraceHandle:
         runtime.reset()
 
         def stop() -> bool:
+            if self.span_processor is not None:
+                # Within this timeout (the provider would give it the SDK's default), so
+                # spans it gives up on are counted before the meter provider shuts down.
+                self.span_processor.shutdown(max(1, int(timeout_s * 800)))
             if self.owns_tracer_provider:
                 self.tracer_provider.shutdown()
             else:
