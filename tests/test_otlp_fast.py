@@ -1,0 +1,365 @@
+"""The columnar OTLP extraction (otlp_fast / otlp_scan) against the generic decoder.
+
+Random requests are built with the real protobuf classes: prediction spans of
+several layouts repeated with fresh values (so templates group them), mixed with
+label spans, other spans, invalid values, duplicate keys and odd encodings. The
+fast path must give exactly the generic decoder's ``Extraction`` (same rows in
+the same order, same counters), or decline (``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from drift_spans import SpanFactory, any_value, prediction_attributes, random_rows, to_request
+from modeltrace import semconv
+from modeltrace.drift import otlp_fast, otlp_scan
+from modeltrace.drift.extract import Extraction, InvalidPayloadError, ModelRows, extract_otlp
+
+END_NS = 1_700_000_000_123_456_789
+
+
+def generic(data: bytes) -> Extraction:
+    """The generic decoder's answer (the fast path switched off)."""
+    with mock.patch.object(otlp_fast, "extract_request", return_value=None):
+        return extract_otlp(data)
+
+
+def _same_array(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    assert a.dtype == b.dtype, what
+    assert a.shape == b.shape, what
+    if a.dtype == object:
+        assert a.tolist() == b.tolist(), what
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=what)
+
+
+def _same_rows(a: ModelRows, b: ModelRows) -> None:
+    assert (a.model, a.version, a.spans) == (b.model, b.version, b.spans)
+    assert list(a.columns) == list(b.columns)
+    for name in a.columns:
+        _same_array(a.columns[name], b.columns[name], f"column {name}")
+    for attr in ("weights", "trace_ids", "timestamps", "prediction_ids", "row_indices"):
+        _same_array(getattr(a, attr), getattr(b, attr), attr)
+    assert a.uncaptured_ids == b.uncaptured_ids
+    assert list(a.embeddings) == list(b.embeddings)
+    for attr in ("ends", "durations", "errors", "trace_ids"):
+        _same_array(getattr(a.calls, attr), getattr(b.calls, attr), f"calls.{attr}")
+
+
+def assert_same(fast: Extraction, slow: Extraction) -> None:
+    assert (fast.accepted, fast.rejected, fast.ignored) == (
+        slow.accepted,
+        slow.rejected,
+        slow.ignored,
+    )
+    assert fast.reasons == slow.reasons
+    assert fast.labels == slow.labels
+    assert list(fast.batches) == list(slow.batches)
+    for key in slow.batches:
+        _same_rows(fast.batches[key], slow.batches[key])
+
+
+# --- random requests ---------------------------------------------------------------
+
+# Value layouts of a feature attribute; values are drawn per span from the layout.
+LAYOUTS = [
+    "doubles",
+    "doubles_nan",
+    "small_ints",
+    "wide_ints",
+    "negative_ints",
+    "bools",
+    "strings",
+    "mixed",
+    "scalar_double",
+    "scalar_int",
+    "scalar_string",
+    "empty",
+    "ragged",
+    "long_doubles",
+]
+WORDS = ["a", "bb", "", "é", "ccc", "日本"]
+
+
+def _feature_value(layout: str, n: int, rng: np.random.Generator) -> Any:
+    if layout == "doubles":
+        return rng.normal(size=n).tolist()
+    if layout == "doubles_nan":
+        values = rng.normal(size=n)
+        values[rng.random(n) < 0.3] = math.nan
+        return values.tolist()
+    if layout == "small_ints":
+        return rng.integers(0, 5, n).tolist()
+    if layout == "wide_ints":
+        return rng.integers(0, 400, n).tolist()
+    if layout == "negative_ints":
+        return rng.integers(-3, 3, n).tolist()
+    if layout == "bools":
+        return (rng.random(n) < 0.5).tolist()
+    if layout == "strings":
+        return [WORDS[i] for i in rng.integers(0, 2, n)]
+    if layout == "mixed":
+        return [1.5 if i % 2 else "x" for i in range(n)]
+    if layout == "scalar_double":
+        return float(rng.normal())
+    if layout == "scalar_int":
+        return int(rng.integers(0, 3))
+    if layout == "scalar_string":
+        return WORDS[int(rng.integers(0, len(WORDS)))]
+    if layout == "empty":
+        return None
+    if layout == "ragged":
+        return rng.normal(size=n + 1).tolist()
+    return rng.normal(size=14).tolist()  # long_doubles: more than 11 elements
+
+
+@st.composite
+def span_shapes(draw: st.DrawFn) -> dict[str, Any]:
+    features = draw(
+        st.dictionaries(
+            st.sampled_from(["age", "income", "plan", "kids"]),
+            st.sampled_from(LAYOUTS),
+            max_size=3,
+        )
+    )
+    return {
+        "kind": draw(st.sampled_from(["predict", "predict", "predict", "label", "other"])),
+        "model": draw(st.sampled_from(["churn", "fraud", ""])),
+        "version": draw(st.sampled_from(["1", "2", None, 3])),
+        "rows": draw(st.integers(1, 4)),
+        "features": features,
+        "prediction": draw(st.sampled_from([None, "doubles", "scalar_int", "strings"])),
+        "rate": draw(st.sampled_from([None, "valid", 1, 0.0, 1.5, "nan", "text"])),
+        "indices": draw(st.sampled_from(["rows", "rows", None, "short", "scalar", "wide"])),
+        "pid": draw(st.sampled_from([None, "ascii", "unicode", "int", "empty"])),
+        "error_type": draw(st.sampled_from([None, None, "Timeout", ""])),
+        "status": draw(st.sampled_from([None, 0, 1, 2])),
+        "start": draw(st.sampled_from(["before", "before", "zero", "after"])),
+        "end": draw(st.sampled_from(["set", "set", "set", "zero"])),
+        "trace_id": draw(st.sampled_from([16, 16, 0, 4])),
+        "extra": draw(st.sampled_from([None, "http", "duplicate_model", "duplicate_feature"])),
+    }
+
+
+def _span_attributes(shape: dict[str, Any], rng: np.random.Generator) -> list[tuple[str, Any]]:
+    n = shape["rows"]
+    attrs: list[tuple[str, Any]] = [(semconv.MODEL_NAME, shape["model"])]
+    if shape["version"] is not None:
+        attrs.append((semconv.MODEL_VERSION, shape["version"]))
+    if shape["kind"] == "label":
+        attrs.append((semconv.PREDICTION_ID, "p-" + str(int(rng.integers(0, 99)))))
+        attrs.append((semconv.LABEL_VALUE, rng.integers(0, 2, n).tolist()))
+        return attrs
+    if shape["kind"] == "other":
+        return [("http.method", "GET"), ("http.route", "/v" * int(rng.integers(1, 3)))]
+    rate = shape["rate"]
+    rates = {"valid": float(rng.uniform(0.1, 1.0)), "nan": math.nan}
+    if rate is not None:
+        attrs.append((semconv.SAMPLE_RATE, rates.get(rate, rate)))
+    indices = shape["indices"]
+    if indices == "rows":
+        attrs.append((semconv.SAMPLE_INDICES, list(range(n))))
+    elif indices == "short":
+        attrs.append((semconv.SAMPLE_INDICES, list(range(max(n - 1, 1)))))
+    elif indices == "scalar":
+        attrs.append((semconv.SAMPLE_INDICES, 0))
+    elif indices == "wide":
+        attrs.append((semconv.SAMPLE_INDICES, [200 + i for i in range(n)]))
+    for name, layout in shape["features"].items():
+        attrs.append((semconv.FEATURE_PREFIX + name, _feature_value(layout, n, rng)))
+    if shape["prediction"] is not None:
+        attrs.append((semconv.PREDICTION_VALUE, _feature_value(shape["prediction"], n, rng)))
+    pid = shape["pid"]
+    if pid is not None:
+        number = int(rng.integers(0, 10**6))
+        pids = {"ascii": f"{number:08x}", "unicode": f"é{number % 10}", "int": number, "empty": ""}
+        attrs.append((semconv.PREDICTION_ID, pids[pid]))
+    if shape["error_type"] is not None:
+        attrs.append((semconv.ERROR_TYPE, shape["error_type"]))
+    extra = shape["extra"]
+    if extra == "http":
+        attrs.append(("http.status_code", int(rng.integers(100, 600))))
+    elif extra == "duplicate_model":
+        attrs.append((semconv.MODEL_NAME, shape["model"]))
+    elif extra == "duplicate_feature" and shape["features"]:
+        name = next(iter(shape["features"]))
+        attrs.append((semconv.FEATURE_PREFIX + name, _feature_value("doubles", n, rng)))
+    return attrs
+
+
+def build_request(shapes: list[dict[str, Any]], order: list[int], seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for i, which in enumerate(order):
+        if i and i % 7 == 0:  # spans spread over several scopes and resources
+            scope = request.resource_spans.add().scope_spans.add()
+        shape = shapes[which]
+        span = scope.spans.add()
+        prefix = {"predict": "predict ", "label": "label ", "other": "GET "}[shape["kind"]]
+        span.name = prefix + (shape["model"] or "x")
+        span.trace_id = rng.bytes(shape["trace_id"])
+        span.span_id = rng.bytes(8)
+        end = END_NS + int(rng.integers(0, 10**12)) if shape["end"] == "set" else 0
+        span.end_time_unix_nano = end
+        starts = {"before": end - int(rng.integers(1, 10**9)), "zero": 0, "after": end + 5}
+        span.start_time_unix_nano = max(starts[shape["start"]], 0)
+        if shape["status"] is not None:
+            span.status.CopyFrom(Status(code=shape["status"], message="boom" * shape["status"]))
+        for key, value in _span_attributes(shape, rng):
+            span.attributes.add(key=key, value=any_value(value))
+    return request.SerializeToString()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(span_shapes(), min_size=1, max_size=4),
+    order=st.lists(st.integers(0, 3), min_size=0, max_size=24),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fast_path_equals_generic_decoder(
+    shapes: list[dict[str, Any]], order: list[int], seed: int
+) -> None:
+    data = build_request(shapes, [i % len(shapes) for i in order], seed)
+    slow = generic(data)
+    fast = otlp_fast.extract_request(data)
+    if fast is not None:
+        assert_same(fast, slow)
+    assert_same(extract_otlp(data), slow)
+
+
+# --- the fast path is taken where it matters ----------------------------------------
+
+
+@pytest.fixture
+def factory() -> Iterator[SpanFactory]:
+    f = SpanFactory()
+    yield f
+    f.close()
+
+
+def test_sdk_exporter_requests_take_the_fast_path(factory: SpanFactory) -> None:
+    rng = np.random.default_rng(3)
+    spans = []
+    for i in range(40):
+        n = 4 if i % 3 else 1
+        rows = random_rows(rng, n)
+        features = {k: v if n > 1 else v[0] for k, v in rows.items()}
+        features.pop("plan")  # numeric only: every span fits a few templates
+        prediction = [0.25] * n if n > 1 else 0.25
+        attrs = prediction_attributes("churn", "7", features, rate=0.5, prediction=prediction)
+        spans.append(factory.span("predict churn", attrs))
+    spans.append(factory.span("GET /predict", {"http.method": "GET"}))
+    data = to_request(spans).SerializeToString()
+    fast = otlp_fast.extract_request(data)
+    assert fast is not None
+    assert_same(fast, generic(data))
+    batch = fast.batches[("churn", "7")]
+    assert batch.spans == 40 and fast.ignored == 1
+    assert batch.rows == sum(4 if i % 3 else 1 for i in range(40))
+
+
+def test_templates_cover_repeated_layouts() -> None:
+    shape = {
+        "kind": "predict",
+        "model": "churn",
+        "version": "1",
+        "rows": 8,
+        "features": {f"f{i}": "doubles" for i in range(3)},
+        "prediction": "doubles",
+        "rate": "valid",
+        "indices": "rows",
+        "pid": "ascii",
+        "error_type": None,
+        "status": None,
+        "start": "before",
+        "end": "set",
+        "trace_id": 16,
+        "extra": None,
+    }
+    data = build_request([shape], [0] * 50, seed=1)
+    ranges = otlp_scan.span_ranges(data)
+    assert ranges is not None and len(ranges) == 50
+    template = otlp_scan.build_template(data, *ranges[0])
+    assert template is not None and not template.ignored
+    rows = otlp_scan.stack_spans(data, ranges, template.length)
+    assert otlp_scan.match(template, rows).all()
+    fast = otlp_fast.extract_request(data)
+    assert fast is not None
+    assert_same(fast, generic(data))
+
+
+def test_a_changed_structural_byte_breaks_the_match() -> None:
+    data = build_request(
+        [
+            {
+                "kind": "predict",
+                "model": "churn",
+                "version": "1",
+                "rows": 2,
+                "features": {"age": "doubles"},
+                "prediction": None,
+                "rate": None,
+                "indices": "rows",
+                "pid": None,
+                "error_type": None,
+                "status": None,
+                "start": "before",
+                "end": "set",
+                "trace_id": 16,
+                "extra": None,
+            }
+        ],
+        [0, 0],
+        seed=2,
+    )
+    ranges = otlp_scan.span_ranges(data)
+    assert ranges is not None
+    template = otlp_scan.build_template(data, *ranges[0])
+    assert template is not None
+    start, end = ranges[1]
+    span = bytearray(data[start:end])
+    key = span.index(b"ml.feature.age")
+    span[key + len("ml.feature.")] = ord("b")  # ml.feature.bge: another column
+    rows = otlp_scan.stack_spans(bytes(span), [(0, len(span))], len(span))
+    assert not otlp_scan.match(template, rows)[0]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x0a\x05\x12\x03\x12\x01",  # truncated span
+        b"\x0a\xff",  # truncated length
+        b"\x0b\x0c",  # a group
+        b"\xff" * 12,  # overlong varint
+    ],
+)
+def test_malformed_requests_fail_like_the_generic_decoder(payload: bytes) -> None:
+    try:
+        expected: Extraction | str = generic(payload)
+    except InvalidPayloadError as exc:
+        expected = str(exc)
+    if isinstance(expected, str):
+        with pytest.raises(InvalidPayloadError) as error:
+            extract_otlp(payload)
+        assert str(error.value) == expected
+    else:  # an unknown empty group: a valid request without spans
+        assert_same(extract_otlp(payload), expected)
+    assert otlp_fast.extract_request(payload) is None  # left to the generic decoder
+
+
+def test_empty_request() -> None:
+    fast = otlp_fast.extract_request(b"")
+    assert fast is not None
+    assert_same(fast, generic(b""))
