@@ -39,9 +39,16 @@ _SERVER_ATTRIBUTES = {
 }
 
 _RECEIVER_CODE = """
-import sys
+import sys, time
 sys.path.insert(0, sys.argv[1])
 from otlp_receiver import OtlpReceiver
+latency = float(sys.argv[2]) / 1000.0
+if latency > 0:
+    store = OtlpReceiver._store
+    def delayed_store(self, path, body):
+        time.sleep(latency)
+        return store(self, path, body)
+    OtlpReceiver._store = delayed_store
 receiver = OtlpReceiver().start()
 print(receiver.endpoint, flush=True)
 sys.stdin.read()
@@ -50,11 +57,17 @@ receiver.stop()
 
 
 class ReceiverProcess:
-    """tests/otlp_receiver.OtlpReceiver in a child process; ``endpoint`` is its base URL."""
+    """tests/otlp_receiver.OtlpReceiver in a child process; ``endpoint`` is its base URL.
 
-    def __init__(self) -> None:
+    ``latency_ms`` delays each answer, like a Collector one network hop away.
+    """
+
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        if latency_ms < 0:
+            raise ValueError(f"latency_ms must be >= 0, got {latency_ms}")
+        here = os.path.dirname(os.path.abspath(__file__))
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _RECEIVER_CODE, os.path.dirname(os.path.abspath(__file__))],
+            [sys.executable, "-c", _RECEIVER_CODE, here, str(latency_ms)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
