@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from modeltrace import __version__
 
 # Subcommand modules, in the order --help lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("demo", "serve", "reference", "report")
+_COMMAND_MODULES: tuple[str, ...] = ("demo", "serve", "reference", "report", "rca")
 
 
 def build_parser() -> argparse.ArgumentParser:
