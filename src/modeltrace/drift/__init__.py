@@ -15,6 +15,7 @@ from modeltrace.drift.aggregator import (
     MissingReferenceError,
     UnknownModelError,
 )
+from modeltrace.drift.joint import MultivariateSettings
 from modeltrace.drift.reference import Reference
 from modeltrace.drift.report import DriftReport, FeatureDrift
 
@@ -24,6 +25,7 @@ __all__ = [
     "FeatureDrift",
     "IngestResult",
     "MissingReferenceError",
+    "MultivariateSettings",
     "Reference",
     "UnknownModelError",
 ]
