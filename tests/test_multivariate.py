@@ -28,6 +28,8 @@ from modeltrace.embedding import EmbeddingCapture, Projection
 from sdk_harness import Telemetry
 
 pytestmark = pytest.mark.xdist_group("multivariate")
+# Fewer calibration draws than the default keep the tests fast on a busy host.
+FAST = MultivariateSettings(calibration_draws=30)
 
 
 def correlated(rng: np.random.Generator, n: int, rho: float) -> dict[str, np.ndarray]:
@@ -69,7 +71,7 @@ def window_report(
         version="1",
         joint=window.joint_rows(),
         embedded=window.embedding_rows(),
-        multivariate=settings,
+        multivariate=settings if settings is not None else FAST,
     )
 
 
@@ -191,7 +193,7 @@ def test_encoder_imputes_reference_medians_and_one_hot_encodes() -> None:
 def test_correlation_flip_fires_multivariate_while_univariate_stays_quiet() -> None:
     rng = np.random.default_rng(11)
     reference = Reference.from_data(correlated(rng, 5000, 0.8))
-    settings = MultivariateSettings(time_budget=30.0)  # all permutations, even on a busy host
+    settings = MultivariateSettings(time_budget=30.0, calibration_draws=30)  # busy hosts too
     report = window_report(reference, correlated(rng, 1500, -0.8), settings=settings)
     for name in ("a", "b", "plan"):
         assert not report.feature(name).drifted, report.feature(name)

@@ -68,7 +68,7 @@ class MultivariateSettings:
     quantile: float = 0.99
     time_budget: float = 1.0  # seconds per pseudo-feature, all methods together
     calibration_budget: float = 2.0  # seconds per calibration (cache miss)
-    calibration_draws: int = 30
+    calibration_draws: int = 60  # an interrupted calibration continues at the next evaluation
     permutations: int = mv.DEFAULT_PERMUTATIONS
     folds: int = mv.DEFAULT_FOLDS
     max_rows: int = 2000  # current rows used by the classifier and PCA (subsampled)
