@@ -450,7 +450,10 @@ class _Call:
         max_rows = cfg.max_rows
         offered = n_rows if n_rows < max_rows else max_rows
         captured, rate = cfg.sampler.decide(offered)
-        self.captured = captured and offered > 0
+        # With capture off nothing is captured: no ml.sample.indices, no end-of-span attributes.
+        self.captured = (
+            captured and offered > 0 and (cfg.capture_features or cfg.capture_predictions)
+        )
         # Probability that each row of this call was captured: call sampling x row subsampling.
         attributes[semconv.SAMPLE_RATE] = (
             rate if offered == n_rows else rate * offered / n_rows if n_rows else rate

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +73,28 @@ class Instruments:
     keep_alive: list[Any] = field(default_factory=list)
 
 
+# One set of instruments per meter: creating them again on the same meter would get
+# the already registered observable counter, whose callback reads the first tally.
+_by_meter: weakref.WeakKeyDictionary[Meter, Instruments] = weakref.WeakKeyDictionary()
+_by_meter_lock = threading.Lock()
+
+
 def create_instruments(meter: Meter) -> Instruments:
+    """The instruments of ``meter``, created on first use and then shared."""
+    with _by_meter_lock:
+        try:
+            existing = _by_meter.get(meter)
+        except TypeError:  # a meter that cannot be weakly referenced
+            existing = None
+        if existing is not None:
+            return existing
+        instruments = _create_instruments(meter)
+        with contextlib.suppress(TypeError):  # not weakly referenceable: not shared
+            _by_meter[meter] = instruments
+        return instruments
+
+
+def _create_instruments(meter: Meter) -> Instruments:
     tally = PredictionTally()
     observable = meter.create_observable_counter(
         semconv.METRIC_PREDICTIONS,
