@@ -26,8 +26,11 @@ logger = logging.getLogger("modeltrace")
 
 DropCallback = Callable[[int, str], None]
 
-# Defaults chosen so a single process producing ~10k spans/s while a model holds
-# the GIL loses none (see README "Configuration" and benchmarks/overhead.py).
+# Defaults chosen so a single process serving a scikit-learn model loses no span
+# (README "Overhead", benchmarks/span_drops.py): an export request has a fixed cost
+# (round trip, and GIL re-acquisitions while the model thread holds it), so 2048
+# spans per request deliver about 4x the spans/s of the SDK's 512; the 16384-span
+# queue absorbs seconds of a slow endpoint; exports start at least every second.
 DEFAULT_MAX_QUEUE_SIZE = 16384
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 2048
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
