@@ -17,6 +17,8 @@ parse, or one model has rows from both paths), ``extract_request`` returns
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,13 +160,13 @@ def _decode_block(
         raise _Fallback
     valid = np.ones(m, dtype=bool)
     offset = template.end_time
-    end_ns = np.ascontiguousarray(rows[:, offset : offset + 8]).view("<u8").ravel()
+    end_ns = otlp_scan.decode_fixed64(rows, offset)
     valid &= end_ns != 0
     times = end_ns.astype(np.float64) / 1e9
     durations = np.full(m, math.nan)
     if template.start_time is not None:
         offset = template.start_time
-        start_ns = np.ascontiguousarray(rows[:, offset : offset + 8]).view("<u8").ravel()
+        start_ns = otlp_scan.decode_fixed64(rows, offset)
         timed = (start_ns > 0) & (start_ns <= end_ns)
         durations[timed] = (end_ns[timed] - start_ns[timed]).astype(np.float64) / 1e9
     try:
@@ -199,12 +201,15 @@ def _decode_block(
             [hexed[i : i + width] for i in range(0, len(hexed), width)] if size else [""] * m
         )
     columns: dict[str, np.ndarray] = {}
+    numbers = _numbers(rows, [cell for layout in template.columns for cell in layout.cells])
+    first = 0
     for layout in template.columns:
-        numbers = _numbers(rows, layout.cells)
+        block = numbers[:, first : first + len(layout.cells)]
+        first += len(layout.cells)
         if layout.text:
-            columns[layout.name] = _text_column(rows, layout.cells, numbers, valid)
+            columns[layout.name] = _text_column(rows, layout.cells, block, valid)
         else:
-            columns[layout.name] = numbers.reshape(-1)
+            columns[layout.name] = block.reshape(-1)
     rejected = positions[~valid]
     if not valid.all():
         keep = np.flatnonzero(valid)
@@ -316,6 +321,59 @@ def _model_rows(blocks: list[_Block]) -> ex.ModelRows:
 # --- the request -------------------------------------------------------------------
 
 
+class _TemplateCache:
+    """Recently used templates by span length (bounded), so that steady traffic
+    skips building them: a template is reused only where its bytes match."""
+
+    def __init__(self, lengths: int = 256, per_length: int = 4) -> None:
+        self._lengths = lengths
+        self._per_length = per_length
+        self._templates: OrderedDict[int, list[SpanTemplate]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, length: int) -> list[SpanTemplate]:
+        with self._lock:
+            found = self._templates.get(length)
+            if found is None:
+                return []
+            self._templates.move_to_end(length)
+            return list(found)
+
+    def add(self, template: SpanTemplate) -> None:
+        with self._lock:
+            found = self._templates.setdefault(template.length, [])
+            self._templates.move_to_end(template.length)
+            found.insert(0, template)
+            del found[self._per_length :]
+            while len(self._templates) > self._lengths:
+                self._templates.popitem(last=False)
+
+
+_CACHE = _TemplateCache()
+
+
+class _Grouping:
+    """The spans of one length, assigned to templates as they match."""
+
+    def __init__(self, positions: npt.NDArray[np.intp], rows: np.ndarray) -> None:
+        self.positions = positions
+        self.rows = rows
+        self.left = np.arange(positions.size)  # row numbers not assigned yet
+
+    def take(self, template: SpanTemplate) -> tuple[npt.NDArray[np.intp], np.ndarray] | None:
+        """Assign the rows matching ``template``: their positions and bytes (None if none)."""
+        whole = self.left.size == self.positions.size  # no copy while every span is left
+        candidates = self.rows if whole else self.rows[self.left]
+        hit = otlp_scan.match(template, candidates)
+        if bool(hit.all()):
+            chosen, self.left = self.left, self.left[:0]
+            return self.positions[chosen], candidates
+        if not hit.any():
+            return None
+        chosen, self.left = self.left[hit], self.left[~hit]
+        return self.positions[chosen], candidates[hit]
+
+
 def _templates(
     data: bytes, ranges: list[tuple[int, int]]
 ) -> tuple[list[tuple[SpanTemplate, npt.NDArray[np.intp], np.ndarray]], list[int], int]:
@@ -328,28 +386,42 @@ def _templates(
     generic: list[int] = []
     ignored = 0
     attempts = 0
+
+    def assign(template: SpanTemplate, found: tuple[npt.NDArray[np.intp], np.ndarray]) -> None:
+        nonlocal ignored
+        if template.ignored:
+            ignored += int(found[0].size)
+        else:
+            groups.append((template, *found))
+
     for length, members in by_length.items():
-        positions = np.asarray(members, dtype=np.intp)
-        rows = otlp_scan.stack_spans(data, [ranges[p] for p in members], length)
-        left = np.arange(positions.size)
-        while left.size:
+        grouping = _Grouping(
+            np.asarray(members, dtype=np.intp),
+            otlp_scan.stack_spans(data, [ranges[p] for p in members], length),
+        )
+        for template in _CACHE.get(length):
+            found = grouping.take(template)
+            if found is not None:
+                assign(template, found)
+            if not grouping.left.size:
+                break
+        while grouping.left.size:
             if attempts >= MAX_TEMPLATES:
-                generic.extend(positions[left].tolist())
+                generic.extend(grouping.positions[grouping.left].tolist())
                 break
             attempts += 1
-            first = int(positions[left[0]])
+            first = int(grouping.positions[grouping.left[0]])
             template = otlp_scan.build_template(data, *ranges[first])
-            hit = otlp_scan.match(template, rows[left]) if template is not None else None
-            if template is None or hit is None or not hit[0]:
+            found = grouping.take(template) if template is not None else None
+            if template is None or found is None or int(found[0][0]) != first:
+                # Not a simple span (or, defensively, a template missing its own span).
                 generic.append(first)
-                left = left[1:]
+                grouping.left = grouping.left[grouping.positions[grouping.left] != first]
+                if found is not None and template is not None:
+                    assign(template, found)
                 continue
-            chosen = left[hit]
-            if template.ignored:
-                ignored += int(chosen.size)
-            else:
-                groups.append((template, positions[chosen], rows[chosen]))
-            left = left[~hit]
+            _CACHE.add(template)
+            assign(template, found)
     return groups, generic, ignored
 
 

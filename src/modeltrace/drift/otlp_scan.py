@@ -38,6 +38,7 @@ __all__ = [
     "SpanTemplate",
     "build_template",
     "decode_doubles",
+    "decode_fixed64",
     "decode_varints",
     "match",
     "span_ranges",
@@ -162,23 +163,26 @@ def _skip(data: Bytes, wire_type: int, pos: int, end: int) -> int:
 
 def _children(data: Bytes, start: int, end: int, wanted: int, out: list[tuple[int, int]]) -> None:
     """Append (start, end) of each length-delimited field ``wanted`` in a message."""
+    wanted_tag = (wanted << 3) | 2  # one byte for the field numbers used here
     pos = start
     while pos < end:
-        tag, pos = _varint(data, pos, end)
-        number, wire_type = tag >> 3, tag & 7
-        if number == 0:
-            raise _GiveUp
-        if number == wanted:
-            if wire_type != 2:
-                raise _GiveUp
-            length, pos = _varint(data, pos, end)
+        if data[pos] == wanted_tag and pos + 1 < end:
+            length = data[pos + 1]
+            if length < 0x80:
+                pos += 2
+            else:
+                length, pos = _varint(data, pos + 1, end)
             stop = pos + length
             if stop > end:
                 raise _GiveUp
             out.append((pos, stop))
             pos = stop
-        else:
-            pos = _skip(data, wire_type, pos, end)
+            continue
+        tag, pos = _varint(data, pos, end)
+        number, wire_type = tag >> 3, tag & 7
+        if number == 0 or number == wanted:  # the wanted field with another wire type
+            raise _GiveUp
+        pos = _skip(data, wire_type, pos, end)
 
 
 def span_ranges(data: Bytes) -> list[tuple[int, int]] | None:
@@ -484,9 +488,25 @@ def build_template(data: Bytes, start: int, end: int) -> SpanTemplate | None:
 
 
 def stack_spans(data: bytes, ranges: list[tuple[int, int]], length: int) -> UInt8Array:
-    """The spans (all ``length`` bytes long) as rows of a ``(n, words * 8)`` byte array."""
+    """The spans (all ``length`` bytes long) as rows of a ``(n, words * 8)`` byte array
+    (bytes past a span's end are padding: zeros, or the bytes that follow it)."""
     words = (length + 7) // 8
-    padding = bytes(words * 8 - length)
+    width = words * 8
+    first, last = ranges[0][0], ranges[-1][0]
+    if len(ranges) > 1 and last + width <= len(data):
+        stride, rest = divmod(last - first, len(ranges) - 1)
+        if (
+            not rest
+            and stride >= length
+            and all(start == first + i * stride for i, (start, _) in enumerate(ranges))
+        ):
+            # Evenly spaced spans (one layout repeated): one strided copy.
+            buffer = np.frombuffer(data, dtype=np.uint8)
+            view = np.lib.stride_tricks.as_strided(
+                buffer[first:], shape=(len(ranges), width), strides=(stride, 1), writeable=False
+            )
+            return np.ascontiguousarray(view)
+    padding = bytes(width - length)
     if padding:
         joined = b"".join([part for s, e in ranges for part in (data[s:e], padding)])
     else:
@@ -503,9 +523,19 @@ def match(template: SpanTemplate, rows: UInt8Array) -> npt.NDArray[np.bool_]:
 
 def decode_doubles(rows: UInt8Array, offsets: list[int]) -> npt.NDArray[np.float64]:
     """``(n, len(offsets))`` doubles read at the given byte offsets of each row."""
-    index = (np.asarray(offsets, dtype=np.intp)[:, None] + np.arange(8)).ravel()
-    gathered = np.ascontiguousarray(rows[:, index])
-    return gathered.view("<f8").reshape(rows.shape[0], len(offsets))
+    return _words(rows, "<f8")[:, np.asarray(offsets, dtype=np.intp)]
+
+
+def decode_fixed64(rows: UInt8Array, offset: int) -> npt.NDArray[np.uint64]:
+    """The little-endian fixed64 at ``offset`` of each row."""
+    return np.ascontiguousarray(_words(rows, "<u8")[:, offset])
+
+
+def _words(rows: UInt8Array, dtype: str) -> np.ndarray:
+    """Every row's 8-byte values starting at each byte offset (an unaligned view)."""
+    rows = np.ascontiguousarray(rows)
+    m, width = rows.shape
+    return np.ndarray((m, width - 7), dtype=dtype, buffer=rows, strides=(width, 1))
 
 
 def decode_varints(rows: UInt8Array, cells: list[Cell]) -> npt.NDArray[np.uint64]:

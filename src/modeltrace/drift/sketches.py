@@ -414,32 +414,51 @@ class FeatureSketch:
     ) -> None:
         """Add a batch of values with their weights (and optional trace ids per row)."""
         values, w = _validate_batch(values, weights, trace_ids)
-        if values.shape[0] == 0:
+        self.update_checked(values, w, trace_ids)
+
+    def update_checked(
+        self, values: np.ndarray, w: np.ndarray, trace_ids: Sequence[str] | None = None
+    ) -> None:
+        """``update`` for callers that already validated the batch: ``values`` 1-D,
+        ``w`` float64 weights as long, finite and > 0, ``trace_ids`` as long or None."""
+        n_rows = int(values.shape[0])
+        if n_rows == 0:
             return
         unseen: np.ndarray | None = None
         out_of_range: np.ndarray | None = None
+        n_bins = self.binning.n_bins
         if self.binning.kind == "numeric":
             x, missing, bins = self.binning.assign_numeric(values)
-            out_of_range = (bins == 0) | (bins == self.binning.n_bins - 1)
+            out_of_range = (bins == 0) | (bins == n_bins - 1)
         else:
             missing, unseen, bins = self.binning.assign_categorical(values)
-        valid = ~missing
-        self._n += int(values.shape[0])
+        missing_raw = int(np.count_nonzero(missing))
+        self._n += n_rows
         self._weight += float(w.sum())
-        self._missing += float(w[missing].sum())
-        self._missing_raw += int(missing.sum())
-        wv = w[valid]
-        bv = bins[valid]
+        self._missing_raw += missing_raw
+        if missing_raw:
+            valid = ~missing
+            self._missing += float(w[missing].sum())
+            wv = w[valid]
+            bv = bins[valid]
+        else:
+            valid = None
+            wv, bv = w, bins
         self._weight_sq += float(np.dot(wv, wv))
-        self._counts += np.bincount(bv, weights=wv, minlength=self.binning.n_bins)
+        self._counts += np.bincount(bv, weights=wv, minlength=n_bins)
         if unseen is not None:
             self._unseen += float(w[unseen].sum())
             self._unseen_raw += int(unseen.sum())
         if out_of_range is not None:
             self._out_of_range += float(w[out_of_range].sum())
-            self._out_of_range_raw += int(out_of_range.sum())
-            finite = valid & np.isfinite(x)
-            self._sample(x[finite], w[finite])
+            self._out_of_range_raw += int(np.count_nonzero(out_of_range))
+            finite = np.isfinite(x)
+            if valid is not None:
+                finite &= valid
+            if finite.all():
+                self._sample(x, w)
+            else:
+                self._sample(x[finite], w[finite])
         if trace_ids is not None and self.exemplars_per_bin:
             self._add_exemplars(bins, trace_ids)
 
@@ -477,16 +496,32 @@ class FeatureSketch:
         rows = np.flatnonzero(bins >= 0)
         if rows.size == 0:
             return
-        order = rows[np.argsort(bins[rows], kind="stable")]
+        keys = bins[rows]
+        if self.binning.n_bins <= np.iinfo(np.int16).max:
+            keys = keys.astype(np.int16)  # a stable sort of small integers is a radix sort
+        order = rows[np.argsort(keys, kind="stable")]
         sorted_bins = bins[order]
         boundary = np.flatnonzero(sorted_bins[1:] != sorted_bins[:-1]) + 1
         starts = np.concatenate(([0], boundary))
         ends = np.concatenate((boundary, [sorted_bins.size]))
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            slot = self._exemplars[int(sorted_bins[start])]
-            for row in order[max(start, end - limit) : end].tolist():
-                if trace_ids[row]:
-                    self._remember(slot, str(trace_ids[row]))
+        # The last `limit` rows of each bin, in row order, bin after bin.
+        take = np.minimum(ends - starts, limit)
+        first = np.cumsum(take) - take
+        picks = np.arange(int(take.sum())) + np.repeat(ends - take - first, take)
+        slots = self._exemplars
+        for bin_index, row in zip(
+            np.repeat(sorted_bins[starts], take).tolist(), order[picks].tolist(), strict=True
+        ):
+            trace_id = trace_ids[row]
+            if not trace_id:
+                continue
+            trace_id = str(trace_id)
+            slot = slots[bin_index]
+            if trace_id in slot:
+                slot.remove(trace_id)
+            slot.append(trace_id)
+            if len(slot) > limit:
+                del slot[0]
 
     def _remember(self, slot: list[str], trace_id: str) -> None:
         """Append ``trace_id`` as the most recent exemplar of a bin, keeping the last few."""
