@@ -169,6 +169,7 @@ def test_prometheus_scrapes_the_drift_gauges(
     base = f"http://127.0.0.1:{port}"
     try:
         query = 'ml_drift_score{ml_model_name="churn",ml_model_version="2"}'
+        inputs = {f"x{i}" for i in range(FEATURES)}
         deadline = time.monotonic() + 60
         results: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
@@ -176,19 +177,27 @@ def test_prometheus_scrapes_the_drift_gauges(
                 results = _prometheus_query(base, query)
             except httpx.HTTPError:
                 results = []
+            # Input features only: dataset-level entries have one series per method.
+            results = [r for r in results if r["metric"]["ml_feature_name"] in inputs]
             if len(results) >= FEATURES:
                 break
             time.sleep(0.5)
-        # Input features only: dataset-level entries have one series per method.
-        results = [r for r in results if r["metric"]["ml_feature_name"] != "__multivariate__"]
-        by_feature = {r["metric"]["ml_feature_name"]: float(r["value"][1]) for r in results}
-        assert set(by_feature) >= {f"x{i}" for i in range(FEATURES)}
+        # One series per (feature, method): a series of another method may linger.
+        by_entry = {
+            (r["metric"]["ml_feature_name"], r["metric"]["ml_drift_method"]): float(r["value"][1])
+            for r in results
+        }
+        assert {name for name, _ in by_entry} == inputs
         with service.client() as client:
             report = client.get("/api/v1/models/churn/versions/2/drift").json()
+        compared = 0
         for feature in report["features"]:
-            if feature["name"] in by_feature and feature["kind"] != "multivariate":
-                assert by_feature[feature["name"]] == pytest.approx(feature["score"], rel=1e-9)
-        assert all(r["metric"]["ml_drift_method"] == "ks" for r in results)
+            key = (feature["name"], feature["method"])
+            if feature["name"] in inputs:
+                assert by_entry[key] == pytest.approx(feature["score"], rel=1e-9)
+                compared += 1
+        assert compared == FEATURES
+        assert all(method == "ks" for _, method in by_entry)
         detected = _prometheus_query(base, 'ml_drift_detected{ml_model_name="churn"}')
         flags = {
             (r["metric"]["ml_model_version"], r["metric"]["ml_feature_name"]): r["value"][1]
