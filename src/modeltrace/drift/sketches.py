@@ -202,6 +202,21 @@ class Binning:
         """(float values, missing mask, bin index of every row; -1 where missing)."""
         assert self.edges is not None
         x = as_float(values)
+        edges = self.edges
+        if edges.size > 1:
+            # searchsorted already gives the bin (0 underflow, 1..n_inner inner) except
+            # at the top, k == edges.size: the maximum itself (last inner bin, closed),
+            # overflow, or NaN (sorted last: missing).
+            bins = np.searchsorted(edges, x, side="right")
+            top = np.flatnonzero(bins == edges.size)
+            missing = np.zeros(x.shape[0], dtype=bool)
+            if top.size:
+                at_top = x[top]
+                nan = np.isnan(at_top)
+                missing[top[nan]] = True
+                bins[top] = np.where(at_top == edges[-1], edges.size - 1, edges.size)
+                bins[top[nan]] = -1
+            return x, missing, bins
         missing = np.isnan(x)
         k = np.searchsorted(self.edges, x, side="right")
         bins = np.minimum(np.maximum(k, 1), self.n_inner)
@@ -493,13 +508,30 @@ class FeatureSketch:
                 if bin_index >= 0 and trace_ids[row]:
                     self._remember(self._exemplars[bin_index], str(trace_ids[row]))
             return
-        rows = np.flatnonzero(bins >= 0)
+        # Only the last `limit` rows of each bin matter. Bins with at most `limit`
+        # rows keep all of them; the others find theirs in a tail of the batch
+        # (usually a short one). Then only those rows are sorted by bin.
+        counts = np.bincount(bins + 1, minlength=self.binning.n_bins + 1)
+        common = counts > limit
+        common[0] = False  # missing values (bin -1)
+        rare = (counts > 0) & ~common
+        rare[0] = False
+        size = bins.size
+        tail = min(size, 64 * limit)
+        if common.any():
+            while tail < size:
+                found = np.bincount(bins[size - tail :] + 1, minlength=counts.size)
+                if bool(np.all(found[common] >= limit)):
+                    break
+                tail = min(size, tail * 4)
+            rows = np.flatnonzero(common[bins[size - tail :] + 1]) + (size - tail)
+        else:
+            rows = np.empty(0, dtype=np.intp)
+        if rare.any():
+            rows = np.concatenate([np.flatnonzero(rare[bins + 1]), rows])
         if rows.size == 0:
             return
-        keys = bins[rows]
-        if self.binning.n_bins <= np.iinfo(np.int16).max:
-            keys = keys.astype(np.int16)  # a stable sort of small integers is a radix sort
-        order = rows[np.argsort(keys, kind="stable")]
+        order = rows[np.argsort(bins[rows] * size + rows)]
         sorted_bins = bins[order]
         boundary = np.flatnonzero(sorted_bins[1:] != sorted_bins[:-1]) + 1
         starts = np.concatenate(([0], boundary))
@@ -568,7 +600,18 @@ class FeatureSketch:
         return self
 
     def copy(self) -> FeatureSketch:
-        return FeatureSketch.from_dict(self.to_dict(include_binning=False), binning=self.binning)
+        """An independent copy (same state, same random stream), without a round trip
+        through ``to_dict``."""
+        clone = object.__new__(FeatureSketch)
+        for name, value in self.__dict__.items():
+            if isinstance(value, np.ndarray):
+                value = value.copy()
+            clone.__dict__[name] = value
+        clone._exemplars = [list(slot) for slot in self._exemplars]
+        rng = np.random.default_rng(0)
+        rng.bit_generator.state = self._rng.bit_generator.state
+        clone._rng = rng
+        return clone
 
     # -- serialisation --
 

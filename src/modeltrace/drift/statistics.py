@@ -514,8 +514,21 @@ def ks_2samp(
     cur_x, cur_w = _samples(cur, cur_weights, "cur")
     if ref_x.size == 0 or cur_x.size == 0 or n1 == 0:
         return 0.0, 1.0
+    return _ks_from_gap(_cdf_gap(ref_x, ref_w, cur_x, cur_w)[1], ref_w, cur_w, n1)
+
+
+def _cdf_gap(
+    ref_x: FloatArray, ref_w: FloatArray, cur_x: FloatArray, cur_w: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Every value of both sorted samples and ``|F_ref - F_cur|`` at each of them."""
     points = np.union1d(ref_x, cur_x)
     gap = np.abs(_weighted_cdf_at(ref_x, ref_w, points) - _weighted_cdf_at(cur_x, cur_w, points))
+    return points, gap
+
+
+def _ks_from_gap(
+    gap: FloatArray, ref_w: FloatArray, cur_w: FloatArray, n1: float | None
+) -> tuple[float, float]:
     statistic = float(min(gap.max(), 1.0))
     if n1 is None:
         n1 = effective_sample_size(ref_w)
@@ -552,11 +565,13 @@ def wasserstein(
 def _wasserstein_sorted(
     ref_x: FloatArray, ref_w: FloatArray, cur_x: FloatArray, cur_w: FloatArray
 ) -> float:
-    points = np.union1d(ref_x, cur_x)
+    return _wasserstein_from_gap(*_cdf_gap(ref_x, ref_w, cur_x, cur_w))
+
+
+def _wasserstein_from_gap(points: FloatArray, gap_at_points: FloatArray) -> float:
     if points.size < 2:
         return 0.0
-    left = points[:-1]
-    gap = np.abs(_weighted_cdf_at(ref_x, ref_w, left) - _weighted_cdf_at(cur_x, cur_w, left))
+    gap = gap_at_points[:-1]  # the CDFs are steps: constant from each point to the next
     moved = gap > 0  # skips 0 * inf where extreme values overflow the spacing
     with np.errstate(over="ignore"):
         distance = float(np.dot(gap[moved], np.diff(points)[moved]))
@@ -594,7 +609,11 @@ def wasserstein_normed(
     cur_x, cur_w = _samples(cur, cur_weights, "cur")
     if ref_x.size == 0 or cur_x.size == 0:
         return 0.0
-    distance = _wasserstein_sorted(ref_x, ref_w, cur_x, cur_w)
+    return _normalise_distance(_wasserstein_sorted(ref_x, ref_w, cur_x, cur_w), ref_x, ref_w)
+
+
+def _normalise_distance(distance: float, ref_x: FloatArray, ref_w: FloatArray) -> float:
+    """A Wasserstein distance over the reference spread (see ``wasserstein_normed``)."""
     if distance == 0.0:
         return 0.0
     if ref_x[0] == ref_x[-1]:
@@ -815,11 +834,13 @@ def run_method(
     cur_x, cur_w = _samples(cur_values, cur_weights, "cur")
     if ref_x.size == 0 or cur_x.size == 0 or n_ref_sample == 0:
         return _no_verdict()
+    # Both samples are sorted and clean: the CDF gaps serve KS and Wasserstein alike.
+    points, gap = _cdf_gap(ref_x, ref_w, cur_x, cur_w)
     if spec.name == "ks":
-        statistic, p_value = ks_2samp(ref_x, cur_x, ref_w, cur_w, n_reference=n_ref_sample)
+        statistic, p_value = _ks_from_gap(gap, ref_w, cur_w, n_ref_sample)
         return MethodResult(statistic, p_value, p_value < level)
-    score = wasserstein_normed(ref_x, cur_x, ref_w, cur_w)
+    score = _normalise_distance(_wasserstein_from_gap(points, gap), ref_x, ref_w)
     if spec.guard_level is None:
         return MethodResult(score, None, score >= level)
-    _, guard_p = ks_2samp(ref_x, cur_x, ref_w, cur_w, n_reference=n_ref_sample)
+    _, guard_p = _ks_from_gap(gap, ref_w, cur_w, n_ref_sample)
     return MethodResult(score, guard_p, score >= level and guard_p < spec.guard_level)

@@ -26,6 +26,7 @@ projected embeddings (plus norms) of rows whose projection is the reference's.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import zlib
@@ -59,10 +60,15 @@ def reference_fingerprint(reference: Reference) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+_PANE_IDS = itertools.count()
+
+
 @dataclass
 class Pane:
     """One tumbling pane: its key (start time, or sequence number for count
-    windows), its rows, the time span of its data and one sketch per feature."""
+    windows), its rows, the time span of its data and one sketch per feature.
+    ``uid`` and ``revision`` (bumped when its sketches change) key the window's
+    cache of merged panes."""
 
     key: float
     rows: int = 0
@@ -72,6 +78,8 @@ class Pane:
     sketches: dict[str, FeatureSketch] = field(default_factory=dict)
     joint: RowReservoir | None = None
     embedded: RowReservoir | None = None
+    uid: int = field(default_factory=lambda: next(_PANE_IDS), compare=False, repr=False)
+    revision: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass
@@ -203,6 +211,9 @@ class ModelWindow:
         self._tracked: dict[str, int] = {n: i for i, n in enumerate(names[:max_features])}
         self._fingerprint = reference_fingerprint(reference)
         self._panes: dict[float, Pane] = {}
+        # current(): the merge of all live panes but the newest, by their (uid, revision).
+        self._merged_cache: tuple[tuple[tuple[int, int], ...], dict[str, FeatureSketch]] | None
+        self._merged_cache = None
         self._watermark = -math.inf
         self._next_seq = 0
         self.counters = WindowCounters()
@@ -355,6 +366,7 @@ class ModelWindow:
     ) -> None:
         w = weights[rows]
         ids = None if trace_ids is None else list(trace_ids[rows])
+        pane.revision += 1
         self._add_rows(pane, arrays, w, ids, rows, embeddings)
         pane.rows += int(w.shape[0])
         pane.weight += float(w.sum())
@@ -370,7 +382,7 @@ class ModelWindow:
             sketch = pane.sketches.get(name)
             if sketch is None:
                 sketch = pane.sketches[name] = self._new_sketch(name, pane.key)
-            sketch.update(values[rows], w, ids)
+            sketch.update_checked(values[rows], w, ids)  # update() validated the batch
 
     def _add_rows(
         self,
@@ -464,6 +476,25 @@ class ModelWindow:
         if now is not None and self.count is None:
             horizon = float(now) - self.window_seconds
             keys = [k for k in keys if k + self.pane_seconds > horizon]
+        if len(keys) < 2:
+            return self._merge_panes(keys)
+        # The older panes rarely change: reuse their merge, then add the newest pane
+        # (merging is a left fold, so the result is the same as merging all).
+        older = self._merged_older(keys[:-1])
+        newest = self._panes[keys[-1]].sketches
+        merged: dict[str, FeatureSketch] = {}
+        for name in self._tracked:
+            base = older.get(name)
+            sketch = newest.get(name)
+            if base is not None:
+                merged[name] = base.copy()
+                if sketch is not None:
+                    merged[name].merge(sketch)
+            elif sketch is not None:
+                merged[name] = sketch.copy()
+        return merged
+
+    def _merge_panes(self, keys: list[float]) -> dict[str, FeatureSketch]:
         merged: dict[str, FeatureSketch] = {}
         for name in self._tracked:
             for key in keys:
@@ -474,6 +505,16 @@ class ModelWindow:
                     merged[name].merge(sketch)
                 else:
                     merged[name] = sketch.copy()
+        return merged
+
+    def _merged_older(self, keys: list[float]) -> dict[str, FeatureSketch]:
+        """The merge of the panes ``keys`` (cached; callers copy before changing it)."""
+        signature = tuple((self._panes[k].uid, self._panes[k].revision) for k in keys)
+        cached = self._merged_cache
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        merged = self._merge_panes(keys)
+        self._merged_cache = (signature, merged)
         return merged
 
     # -- merge --
@@ -512,6 +553,7 @@ class ModelWindow:
         return self
 
     def _merge_pane(self, mine: Pane, theirs: Pane) -> None:
+        mine.revision += 1
         mine.rows += theirs.rows
         mine.weight += theirs.weight
         mine.first_ts = min(mine.first_ts, theirs.first_ts)
