@@ -22,6 +22,7 @@ counted (``dropped()``) and rejected with a reason, never stored.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -244,6 +245,8 @@ class DriftAggregator:
         self._stats: dict[ModelKey, ModelStats] = {}
         self._overrides: dict[ModelKey, Mapping[str, Any]] = {}
         self._latest: dict[ModelKey, DriftReport] = {}
+        self._latest_sequence: dict[ModelKey, int] = {}
+        self._evaluations = 0
         self._changed: set[ModelKey] = set()  # data since the last report
         self._dirty: set[ModelKey] = set()  # state since the last checkpoint
         self._dropped_windows: set[ModelKey] = set()
@@ -566,39 +569,56 @@ class DriftAggregator:
         """Compare the current window of (model, version) with its reference.
 
         Raises ``UnknownModelError`` for a model never seen, ``MissingReferenceError``
-        (a subclass) for a model seen without a reference."""
+        (a subclass) for a model seen without a reference. The window is copied under
+        the aggregator's lock and compared outside it, so ingestion (and with it the
+        service's acknowledgements) never waits for the statistics."""
         key = _key(model, version)
         with self._lock:
             self._check_open()
-            return self._evaluate(key)
+            snapshot = self._snapshot(key)
+        return self._finish(key, snapshot)
 
-    def _evaluate(self, key: ModelKey) -> DriftReport:
+    def _snapshot(self, key: ModelKey) -> tuple[int, dict[str, Any]]:
+        """Everything an evaluation reads, copied (call with the lock held)."""
         reference = self._references.get(key)
         window = self._windows.get(key)
         if reference is None or window is None:
             raise self._unknown(*key)
         start, end = window.bounds()
-        report = evaluate_window(
-            reference,
-            window.current(),
-            model=key[0],
-            version=key[1],
-            overrides=self._overrides.get(key),
-            drift_share_threshold=self.drift_share_threshold,
-            window_start=start,
-            window_end=end,
-            n_samples=window.rows,
-            counters=window.counters,
-            joint=window.joint_rows(),
-            embedded=window.embedding_rows(),
-            multivariate=self.multivariate,
-        )
-        if not self.read_only:
-            self._store.add_report(
-                key[0], key[1], report.generated_at, json.dumps(report.to_dict(), allow_nan=False)
-            )
-        self._latest[key] = report
-        self._changed.discard(key)
+        self._changed.discard(key)  # data arriving from now on marks it again
+        self._evaluations += 1
+        return self._evaluations, {
+            "reference": reference,
+            "current": window.current(),
+            "model": key[0],
+            "version": key[1],
+            "overrides": self._overrides.get(key),
+            "drift_share_threshold": self.drift_share_threshold,
+            "window_start": start,
+            "window_end": end,
+            "n_samples": window.rows,
+            "counters": copy.deepcopy(window.counters),
+            "joint": window.joint_rows(),
+            "embedded": window.embedding_rows(),
+            "multivariate": self.multivariate,
+        }
+
+    def _finish(self, key: ModelKey, snapshot: tuple[int, dict[str, Any]]) -> DriftReport:
+        """Evaluate a snapshot (without the lock), then keep the report unless a later
+        snapshot's report was kept first."""
+        sequence, arguments = snapshot
+        report = evaluate_window(**arguments)
+        with self._lock:
+            if sequence > self._latest_sequence.get(key, 0):
+                self._latest_sequence[key] = sequence
+                self._latest[key] = report
+                if not self.read_only and not self._closed:
+                    self._store.add_report(
+                        key[0],
+                        key[1],
+                        report.generated_at,
+                        json.dumps(report.to_dict(), allow_nan=False),
+                    )
         return report
 
     def call_summary(
@@ -626,17 +646,23 @@ class DriftAggregator:
 
     def latest_reports(self, refresh: bool = True) -> dict[ModelKey, DriftReport]:
         """The latest report per (model, version); with ``refresh``, windows that got
-        data since their last report are evaluated first."""
+        data since their last report are evaluated first (outside the lock)."""
+        snapshots: list[tuple[ModelKey, tuple[int, dict[str, Any]]]] = []
         with self._lock:
-            if self._closed:
+            if self._closed or not refresh:
                 return dict(self._latest)
-            if refresh:
-                for key in sorted(self._changed):
-                    if key in self._references:
-                        try:
-                            self._evaluate(key)
-                        except Exception:
-                            logger.exception("drift evaluation of %s/%s failed", *key)
+            for key in sorted(self._changed):
+                if key in self._references:
+                    try:
+                        snapshots.append((key, self._snapshot(key)))
+                    except Exception:
+                        logger.exception("drift evaluation of %s/%s failed", *key)
+        for key, snapshot in snapshots:
+            try:
+                self._finish(key, snapshot)
+            except Exception:
+                logger.exception("drift evaluation of %s/%s failed", *key)
+        with self._lock:
             return dict(self._latest)
 
     # -- introspection --
