@@ -74,6 +74,31 @@ def _summary(agg: DriftAggregator) -> list[tuple[Any, ...]]:
 # --- known truth through the real decorator (embedded mode) ---------------------
 
 
+def test_prediction_scores_are_not_reported_as_unknown_features() -> None:
+    # Scores (ml.prediction.score) feed the label join; a reference without scores
+    # must not turn them into an "unknown feature" data-quality finding.
+    agg = DriftAggregator(":memory:")
+    agg.set_reference("credit", "1", _reference(seed=1))
+    tel = Telemetry(sample_rate=1.0, max_rows=ROWS_PER_SPAN, drift=agg)
+    try:
+
+        @modeltrace.monitor(model="credit", version="1")
+        def score(frame: pd.DataFrame) -> dict[str, list[Any]]:
+            return {"prediction": [1] * len(frame), "probability": [0.75] * len(frame)}
+
+        rng = np.random.default_rng(3)
+        for _ in range(40):
+            score(pd.DataFrame(random_rows(rng, ROWS_PER_SPAN)))
+        assert tel.handle.force_flush()
+        span = tel.spans()[-1]
+        assert semconv.PREDICTION_SCORE in span.attributes
+        report = agg.evaluate("credit", "1")
+    finally:
+        tel.close()
+    assert report.n_samples == 40 * ROWS_PER_SPAN
+    assert [q for q in report.quality if q.signal == "unknown_features"] == []
+
+
 def test_embedded_mode_flags_exactly_the_drifted_features() -> None:
     agg = DriftAggregator(":memory:")
     reference = _reference(seed=1)

@@ -41,7 +41,13 @@ from opentelemetry.sdk.trace import SpanProcessor
 from modeltrace import __version__, semconv
 from modeltrace.drift.call_stats import CallBook, CallStats
 from modeltrace.drift.evaluate import evaluate_window, parse_overrides
-from modeltrace.drift.extract import Extraction, InvalidPayloadError, ModelRows, extract
+from modeltrace.drift.extract import (
+    SCORE_COLUMN,
+    Extraction,
+    InvalidPayloadError,
+    ModelRows,
+    extract,
+)
 from modeltrace.drift.joint import MultivariateSettings
 from modeltrace.drift.label_upload import LabelEntry, labels_request
 from modeltrace.drift.labels import DEFAULT_LABEL_TTL_SECONDS, DEFAULT_MAX_ROWS, JoinBuffer
@@ -519,16 +525,20 @@ class DriftAggregator:
             return
         self._changed.add(key)
         embeddings = _embedding_rows(window, batch)
+        columns = batch.columns
+        if SCORE_COLUMN in columns and SCORE_COLUMN not in window.reference:
+            # scores feed the label join; they are drift-checked only if the reference has them
+            columns = {name: column for name, column in columns.items() if name != SCORE_COLUMN}
         if self.count is not None:
             window.update(
-                batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()), embeddings
+                columns, batch.weights, _ids(batch.trace_ids), float(ts.max()), embeddings
             )
             return
         panes = np.floor(ts / self.pane_seconds)
         first = panes[0]
         if bool(np.all(panes == first)):
             window.update(
-                batch.columns, batch.weights, _ids(batch.trace_ids), float(ts.max()), embeddings
+                columns, batch.weights, _ids(batch.trace_ids), float(ts.max()), embeddings
             )
             return
         order = np.argsort(panes, kind="stable")
@@ -536,7 +546,7 @@ class DriftAggregator:
         bounds = np.flatnonzero(np.diff(sorted_panes)) + 1
         for rows in np.split(order, bounds):
             window.update(
-                {name: column[rows] for name, column in batch.columns.items()},
+                {name: column[rows] for name, column in columns.items()},
                 batch.weights[rows],
                 _ids(batch.trace_ids[rows]),
                 float(ts[rows].max()),
