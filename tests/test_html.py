@@ -206,6 +206,25 @@ def test_model_page_has_drifted_row_and_histogram() -> None:
     assert "breached (0.85)" in page
 
 
+def test_headline_counts_input_features_like_drift_share() -> None:
+    data = _page_data()
+    report = data["report"]
+    report["features"] = [
+        *report["features"],
+        {**report["features"][0], "name": "__prediction__", "drifted": True},
+        {**report["features"][0], "name": "__multivariate__", "method": "mmd", "drifted": True},
+    ]
+    inputs = [f for f in report["features"] if not f["name"].startswith("__")]
+    report["n_evaluated"] = len(inputs)
+    report["n_drifted"] = sum(f["drifted"] for f in inputs)
+    text = " ".join(_parse(render_model_page(data)).texts)
+    assert f"{report['n_drifted']} of {len(inputs)} features drifted" in text
+    # without the counts (an older report), the page derives them the same way
+    del report["n_evaluated"], report["n_drifted"]
+    text = " ".join(_parse(render_model_page(data)).texts)
+    assert f"{sum(f['drifted'] for f in inputs)} of {len(inputs)} features drifted" in text
+
+
 def test_trace_links_need_a_safe_template(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELTRACE_TRACE_URL", "http://jaeger:16686/trace/{trace_id}")
     assert trace_link_template(None) == "http://jaeger:16686/trace/{trace_id}"

@@ -398,10 +398,16 @@ def render_model_page(data: Mapping[str, Any]) -> str:
         if str(f.get("name", "")) in bins
     }
     template = trace_link_template(data.get("trace_url"))
-    drifted = [f for f in features if f.get("drifted")]
+    # The headline counts input features as drift_share does: the prediction and
+    # the dataset-level (multivariate, embedding) entries are listed, not counted.
+    n_drifted = report.get("n_drifted")
+    n_evaluated = report.get("n_evaluated")
+    if n_drifted is None or n_evaluated is None:
+        inputs = [f for f in features if not str(f.get("name", "")).startswith("__")]
+        n_drifted, n_evaluated = sum(bool(f.get("drifted")) for f in inputs), len(inputs)
     summary = (
-        f"{_drift_badge(report.get('dataset_drift'))} {len(drifted)} of {len(features)} "
-        f"features drifted ({_pct(report.get('drift_share'))})"
+        f"{_drift_badge(report.get('dataset_drift'))} {_fmt(n_drifted)} of "
+        f"{_fmt(n_evaluated)} features drifted ({_pct(report.get('drift_share'))})"
     )
     window = (
         f"Window {_text(format_time(_number(report.get('window_start'))))} \u2013 "
