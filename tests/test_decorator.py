@@ -74,6 +74,22 @@ def test_span_and_every_metric_by_value(tel: Telemetry) -> None:
     assert semconv.METRIC_PREDICT_ERRORS not in m
 
 
+def test_negative_outputs_stay_on_the_span_not_in_the_value_histogram(
+    tel: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    @modeltrace.monitor(model="scores", version="1", max_rows=8)
+    def decision_function(x: np.ndarray) -> np.ndarray:
+        return x[:, 0]
+
+    batch = np.array([[-2.5], [0.0], [1.5], [-0.25]])
+    with caplog.at_level(logging.WARNING):
+        assert decision_function(batch) is not None
+    assert not [r for r in caplog.records if "non-negative" in r.getMessage()]
+    assert sorted(tel.span().attributes[semconv.PREDICTION_VALUE]) == [-2.5, -0.25, 0.0, 1.5]
+    (values,) = tel.metrics()[semconv.METRIC_PREDICTION_VALUE]
+    assert (values.count, values.sum) == (2, 1.5)
+
+
 def test_exception_is_unchanged_and_recorded(tel: Telemetry) -> None:
     boom = ValueError("bad input")
 

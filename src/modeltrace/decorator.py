@@ -514,7 +514,10 @@ class _Call:
             instruments.batch_size.record(n_rows, cfg.volume_attributes)
             histogram = instruments.prediction_value
             for value in values:
-                if (type(value) is float or type(value) is int) and value == value:
+                # The OTel SDK refuses negative histogram values (with a warning per
+                # call): negative outputs (decision_function, score_samples, some
+                # regressions) stay on the span only.
+                if (type(value) is float or type(value) is int) and value >= 0:
                     histogram.record(value, cfg.volume_attributes)
         except Exception as exc:
             runtime.report_internal_error("monitor.end", exc)
