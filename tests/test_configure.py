@@ -217,3 +217,52 @@ def test_invalid_arguments_are_precise() -> None:
         modeltrace.configure(nonsense=True, set_global=False)
     with pytest.raises(ValueError, match="headers"):
         modeltrace.configure(headers="novalue", set_global=False)
+
+
+_EXIT_SCRIPT = """
+import sys
+import modeltrace
+
+handle = modeltrace.configure(service_name="exit-test", endpoint=sys.argv[1],
+                              protocol="http/protobuf", export_timeout_millis=30000,
+                              shutdown_timeout_millis=1500)
+
+@modeltrace.monitor(model="exit", version="1")
+def predict(x):
+    return x
+
+for i in range(3):
+    predict(i)
+"""
+
+
+def test_pending_spans_leave_at_exit() -> None:
+    # configure() replaces the SDK providers' own exit hooks by one bounded,
+    # idempotent handle.shutdown(): pending spans still leave at interpreter exit.
+    with OtlpReceiver() as receiver:
+        proc = subprocess.run(
+            [sys.executable, "-c", _EXIT_SCRIPT, receiver.endpoint],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        spans = receiver.wait_for_spans(lambda s: len(s) >= 3)
+    assert [s.attributes[semconv.MODEL_NAME] for s in spans] == ["exit"] * 3
+
+
+def test_exit_on_a_dead_endpoint_is_bounded_by_the_shutdown_timeout() -> None:
+    # The SDK's own exit hooks would retry the export for its whole timeout (30 s
+    # here) per provider; modeltrace's exit hook gives up after shutdown_timeout (1.5 s).
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT, f"http://127.0.0.1:{_closed_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 15.0, f"exit took {elapsed:.1f} s with a 1.5 s shutdown timeout"

@@ -11,6 +11,7 @@ what ``configure()`` created, always within its timeout.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -345,7 +346,7 @@ def configure(
             tp = current_tp
     if tp is None:
         resource = _resource(service_name, resource_attributes)
-        tp = TracerProvider(resource=resource)
+        tp = TracerProvider(resource=resource, shutdown_on_exit=False)
         exporter = span_exporter
         if exporter is None:
             exporter, metric_exporter = _exporters(
@@ -400,7 +401,7 @@ def configure(
                     )
                 )
         resource = getattr(tp, "resource", None) or _resource(service_name, resource_attributes)
-        mp = MeterProvider(resource=resource, metric_readers=readers)
+        mp = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         owns_mp = True
         _created_meter_providers.append(mp)
         if set_global and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
@@ -408,4 +409,10 @@ def configure(
 
     installed = runtime.install(tp, mp, resolved)
     drop_counter.counter = installed.instruments.spans_dropped
-    return ModeltraceHandle(tp, mp, owns_tp, owns_mp, own_processor, added, timeout_millis)
+    handle = ModeltraceHandle(tp, mp, owns_tp, owns_mp, own_processor, added, timeout_millis)
+    if owns_tp or owns_mp:
+        # Instead of the SDK providers' own exit hooks (which would shut them down a
+        # second time after handle.shutdown(), and wait the SDK's 30 s on a dead
+        # endpoint): one bounded, idempotent shutdown at interpreter exit.
+        atexit.register(handle.shutdown)
+    return handle
