@@ -421,7 +421,10 @@ def _where_next(
     say("  drifted features and example traces (look them up in your trace backend):")
     for feature in drifted:
         traces = ", ".join(feature.exemplar_trace_ids[:3]) or "(none captured)"
-        say(f"    {feature.name}: {traces}")
+        name = feature.name
+        if name.startswith("__") and name != "__prediction__":
+            name = f"{name} ({feature.method})"  # dataset-level: one entry per method
+        say(f"    {name}: {traces}")
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:
