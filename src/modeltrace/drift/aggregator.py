@@ -40,6 +40,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from modeltrace import __version__, semconv
 from modeltrace.drift.call_stats import CallBook, CallStats
+from modeltrace.drift.dataset_cadence import DEFAULT_INTERVAL_SECONDS, DatasetCadence
 from modeltrace.drift.evaluate import evaluate_window, parse_overrides
 from modeltrace.drift.extract import (
     SCORE_COLUMN,
@@ -58,7 +59,7 @@ from modeltrace.drift.performance_tracker import (
     WindowSpec,
 )
 from modeltrace.drift.reference import Reference
-from modeltrace.drift.report import DriftReport
+from modeltrace.drift.report import DriftReport, FeatureDrift
 from modeltrace.drift.store import DriftStore
 from modeltrace.drift.windows import ModelWindow, reference_fingerprint
 
@@ -198,7 +199,11 @@ class DriftAggregator:
     ``checkpoint_seconds``/``checkpoint_payloads``: how often ``ingest_durable``
     checkpoints on its own. ``read_only``: open an existing store without writing to
     it (windows are loaded and the inbox replayed in memory; reports are not
-    recorded and nothing is persisted).
+    recorded and nothing is persisted). ``multivariate_interval_seconds``: the
+    dataset-level entries (``__multivariate__``, ``__embedding__``: the costly ones)
+    are recomputed at most this often per model and carried over in between, their
+    ``detail`` saying from when (0: every evaluation; see
+    ``modeltrace.drift.dataset_cadence``).
     """
 
     def __init__(
@@ -219,6 +224,7 @@ class DriftAggregator:
         label_ttl_seconds: float = DEFAULT_LABEL_TTL_SECONDS,
         max_join_rows: int = DEFAULT_MAX_ROWS,
         multivariate: MultivariateSettings | None = None,
+        multivariate_interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
     ) -> None:
         self.pane_seconds = _positive_number("pane_seconds", pane_seconds)
         self.window_seconds = _positive_number("window_seconds", window_seconds)
@@ -245,6 +251,8 @@ class DriftAggregator:
         self.read_only = self._store.read_only
         # Multivariate / embedding drift (modeltrace.drift.joint); methods=() turns it off.
         self.multivariate = multivariate if multivariate is not None else MultivariateSettings()
+        # The dataset-level entries are recomputed at most this often (0: always).
+        self._dataset_cadence = DatasetCadence(multivariate_interval_seconds)
         self._lock = threading.RLock()
         self._references: dict[ModelKey, Reference] = {}
         self._windows: dict[ModelKey, ModelWindow] = {}
@@ -394,6 +402,7 @@ class DriftAggregator:
             self._dirty.add(key)
             self._changed.add(key)
             self._latest.pop(key, None)
+            self._dataset_cadence.forget(key)
             self._stats.setdefault(key, ModelStats())
             self.checkpoint()
 
@@ -597,6 +606,10 @@ class DriftAggregator:
         start, end = window.bounds()
         self._changed.discard(key)  # data arriving from now on marks it again
         self._evaluations += 1
+        taken = time.monotonic()
+        # Dataset-level entries: none without methods, else fresh or carried over.
+        carried = self._dataset_cadence.carried(key, taken) if self.multivariate.methods else []
+        fresh = carried is None
         return self._evaluations, {
             "reference": reference,
             "current": window.current(),
@@ -608,16 +621,25 @@ class DriftAggregator:
             "window_end": end,
             "n_samples": window.rows,
             "counters": copy.deepcopy(window.counters),
-            "joint": window.joint_rows(),
-            "embedded": window.embedding_rows(),
+            "joint": window.joint_rows() if fresh else None,
+            "embedded": window.embedding_rows() if fresh else None,
             "multivariate": self.multivariate,
+            "carried_dataset": carried,
+            "taken": taken,
         }
 
     def _finish(self, key: ModelKey, snapshot: tuple[int, dict[str, Any]]) -> DriftReport:
         """Evaluate a snapshot (without the lock), then keep the report unless a later
         snapshot's report was kept first."""
         sequence, arguments = snapshot
+        arguments = dict(arguments)
+        carried: list[FeatureDrift] | None = arguments.pop("carried_dataset")
+        taken: float = arguments.pop("taken")
         report = evaluate_window(**arguments)
+        if carried is None:
+            self._dataset_cadence.record(key, taken, report.generated_at, report.features)
+        else:
+            report.features.extend(carried)
         with self._lock:
             if sequence > self._latest_sequence.get(key, 0):
                 self._latest_sequence[key] = sequence

@@ -437,6 +437,8 @@ def evaluate_dataset(
     """``__multivariate__`` and ``__embedding__`` entries (one per method), for the
     samples that exist on both sides; empty when there are none."""
     settings = settings if settings is not None else MultivariateSettings()
+    if not settings.methods:
+        return []
     cache = cache if cache is not None else DEFAULT_CACHE
     sides: list[_Side] = []
     layout = reference.row_layout()

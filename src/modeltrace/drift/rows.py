@@ -19,7 +19,7 @@ panes merge exactly: the merge keeps the rows one reservoir would have kept.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,31 +117,52 @@ class RowReservoir:
     ) -> None:
         """Offer ``rows`` (``(n, width)``) with their weights and optional trace ids."""
         x = np.asarray(rows, dtype=np.float64)
-        w = np.asarray(weights, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.width:
             raise ValueError(f"rows must have shape (n, {self.width}), got {x.shape}")
-        if w.shape != (x.shape[0],):
-            raise ValueError(f"weights must have shape ({x.shape[0]},), got {w.shape}")
-        if w.size and not (np.all(np.isfinite(w)) and np.all(w > 0)):
+        if np.shape(weights) != (x.shape[0],):
+            raise ValueError(f"weights must have shape ({x.shape[0]},), got {np.shape(weights)}")
+        self.update_lazy(lambda picked: x if picked is None else x[picked], weights, trace_ids)
+
+    def update_lazy(
+        self,
+        rows_of: Callable[[np.ndarray | None], np.ndarray],
+        weights: np.ndarray,
+        trace_ids: Sequence[str] | None = None,
+    ) -> None:
+        """``update`` for callers whose rows cost something to build: ``rows_of(None)``
+        gives all ``(n, width)`` rows, ``rows_of(index)`` only the rows ``index``; a
+        full reservoir asks only for the rows that enter it (same state as ``update``)."""
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1:
+            raise ValueError(f"weights must be 1-D, got shape {w.shape}")
+        n = int(w.shape[0])
+        if n and not (np.all(np.isfinite(w)) and np.all(w > 0)):
             raise ValueError("weights must be finite and > 0 (1 / sample rate)")
-        if trace_ids is not None and len(trace_ids) != x.shape[0]:
-            raise ValueError(f"trace_ids has {len(trace_ids)} entries for {x.shape[0]} rows")
-        if x.shape[0] == 0:
+        if trace_ids is not None and len(trace_ids) != n:
+            raise ValueError(f"trace_ids has {len(trace_ids)} entries for {n} rows")
+        if n == 0:
             return
-        self.seen += int(x.shape[0])
-        priorities = w / (1.0 - self._rng.random(w.size))
-        ids = [str(t) if t else "" for t in trace_ids] if trace_ids is not None else None
+        self.seen += n
+        priorities = w / (1.0 - self._rng.random(n))
+        picked: np.ndarray | None = None
         if self._priorities.size > self.size:
-            enter = np.flatnonzero(priorities > self._priorities.min())
-            if enter.size == 0:
+            picked = np.flatnonzero(priorities > self._priorities.min())
+            if picked.size == 0:
                 return
-            x, w, priorities = x[enter], w[enter], priorities[enter]
-            ids = [ids[i] for i in enter.tolist()] if ids is not None else None
+            w, priorities = w[picked], priorities[picked]
+        x = np.asarray(rows_of(picked), dtype=np.float64)
+        if x.shape != (w.size, self.width):
+            raise ValueError(f"rows must have shape ({w.size}, {self.width}), got {x.shape}")
+        if trace_ids is None:
+            ids = [""] * int(w.size)
+        else:
+            chosen = trace_ids if picked is None else [trace_ids[i] for i in picked.tolist()]
+            ids = [str(t) if t else "" for t in chosen]
         self._keep_top(
             np.concatenate([self._rows, x]),
             np.concatenate([self._weights, w]),
             np.concatenate([self._priorities, priorities]),
-            self._ids + (ids if ids is not None else [""] * int(w.size)),
+            self._ids + ids,
         )
 
     def _keep_top(
@@ -188,7 +209,17 @@ class RowReservoir:
         return [self._ids[i] for i in self._order().tolist()]
 
     def copy(self) -> RowReservoir:
-        return RowReservoir.from_dict(self.to_dict())
+        """An independent copy (same rows, same random stream), without a round trip
+        through ``to_dict``."""
+        clone = object.__new__(RowReservoir)
+        clone.width, clone.size, clone.seen = self.width, self.size, self.seen
+        clone._rows = self._rows.copy()
+        clone._weights = self._weights.copy()
+        clone._priorities = self._priorities.copy()
+        clone._ids = list(self._ids)
+        clone._rng = np.random.default_rng(0)
+        clone._rng.bit_generator.state = self._rng.bit_generator.state
+        return clone
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -401,7 +401,14 @@ class ModelWindow:
                     layout.width, self.row_reservoir_size, seed=self._row_seed(pane.key, 0)
                 )
             selected = {n: arrays[n][rows] for n in layout.names if n in arrays}
-            pane.joint.update(layout.encode(selected, int(w.shape[0])), w, ids)
+
+            def encode(picked: np.ndarray | None) -> np.ndarray:
+                # A full reservoir asks only for the rows that enter it.
+                if picked is None:
+                    return layout.encode(selected, int(w.shape[0]))
+                return layout.encode({n: v[picked] for n, v in selected.items()}, picked.size)
+
+            pane.joint.update_lazy(encode, w, ids)
         if embeddings is not None:
             block = embeddings[rows]
             present = np.flatnonzero(np.all(np.isfinite(block[:, :-1]), axis=1))  # norm may be NaN
