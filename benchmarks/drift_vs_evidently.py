@@ -14,7 +14,8 @@ get exactly these rows:
 * Evidently: ``Report`` with ``DataDriftPreset`` run on the reference and current
   DataFrames, in a *separate Python* (``--evidently-python`` or the environment
   variable ``MODELTRACE_BENCH_EVIDENTLY_PYTHON``: a virtualenv with ``evidently``,
-  ``pandas`` and ``pyarrow``; Evidently is not a dependency of this project). The
+  ``pandas`` < 3 (Evidently 0.7.23 fails to import with pandas 3) and ``pyarrow``;
+  Evidently is not a dependency of this project). The
   rows travel through Parquet files; reading them is not timed, building the
   Evidently datasets and running the report is.
 
@@ -25,7 +26,7 @@ features each side flags, against the truth of the injected drift.
 Setup::
 
     python -m venv /tmp/evidently-venv
-    /tmp/evidently-venv/bin/pip install evidently pandas pyarrow
+    /tmp/evidently-venv/bin/pip install evidently "pandas<3" pyarrow
     python benchmarks/drift_vs_evidently.py --evidently-python /tmp/evidently-venv/bin/python
 
 The same file is the worker the Evidently python runs (``--worker``): that part
@@ -369,7 +370,7 @@ def main() -> None:
             "drift_vs_evidently: no Evidently python given. Evidently is not a dependency of "
             "modeltrace; install it in its own virtualenv and pass its python:\n"
             "  python -m venv /tmp/evidently-venv\n"
-            "  /tmp/evidently-venv/bin/pip install evidently pandas pyarrow\n"
+            "  /tmp/evidently-venv/bin/pip install evidently "pandas<3" pyarrow\n"
             "  python benchmarks/drift_vs_evidently.py "
             "--evidently-python /tmp/evidently-venv/bin/python\n"
             f"(or set {ENV_PYTHON})"
