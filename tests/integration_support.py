@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from modeltrace import runtime
 from modeltrace.settings import load_settings
+from sdk_harness import data_points
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -61,15 +62,7 @@ class Telemetry:
 
     def metric_points(self) -> dict[str, list[Any]]:
         """metric name -> its data points (all scopes)."""
-        data = self.reader.get_metrics_data()
-        out: dict[str, list[Any]] = {}
-        if data is None:
-            return out
-        for resource_metrics in data.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    out.setdefault(metric.name, []).extend(metric.data.data_points)
-        return out
+        return data_points(self.reader)
 
 
 def free_port() -> int:

@@ -21,6 +21,19 @@ import modeltrace
 from modeltrace import runtime
 
 
+def data_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    """Metric name -> its data points (all resources and scopes), from one collection."""
+    data = reader.get_metrics_data()
+    out: dict[str, list[Any]] = {}
+    if data is None:
+        return out
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                out.setdefault(metric.name, []).extend(metric.data.data_points)
+    return out
+
+
 class Telemetry:
     def __init__(self, **settings: Any) -> None:
         self.exporter = InMemorySpanExporter()
@@ -42,15 +55,7 @@ class Telemetry:
 
     def metrics(self) -> dict[str, list[Any]]:
         """Metric name -> data points, from one collection."""
-        data = self.reader.get_metrics_data()
-        out: dict[str, list[Any]] = {}
-        if data is None:
-            return out
-        for resource_metrics in data.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    out.setdefault(metric.name, []).extend(metric.data.data_points)
-        return out
+        return data_points(self.reader)
 
     def close(self) -> None:
         runtime.reset()
