@@ -370,7 +370,7 @@ def main() -> None:
             "drift_vs_evidently: no Evidently python given. Evidently is not a dependency of "
             "modeltrace; install it in its own virtualenv and pass its python:\n"
             "  python -m venv /tmp/evidently-venv\n"
-            "  /tmp/evidently-venv/bin/pip install evidently "pandas<3" pyarrow\n"
+            '  /tmp/evidently-venv/bin/pip install evidently "pandas<3" pyarrow\n'
             "  python benchmarks/drift_vs_evidently.py "
             "--evidently-python /tmp/evidently-venv/bin/python\n"
             f"(or set {ENV_PYTHON})"
