@@ -17,6 +17,7 @@ from modeltrace.drift.joint import MultivariateSettings
 from modeltrace.drift.reference import Reference
 from modeltrace.drift.report import DriftReport
 from modeltrace.drift.rows import RowReservoir
+from modeltrace.drift.service.config import ConfigError, resolve
 
 pytestmark = pytest.mark.xdist_group("multivariate")
 
@@ -174,3 +175,12 @@ def test_update_lazy_builds_only_entering_rows_and_matches_update() -> None:
     assert asked[0] == 64 and min(asked[1:]) < 64  # a full reservoir asks for fewer rows
     with pytest.raises(ValueError, match="weights must have shape"):
         eager.update(np.zeros((3, 2)), np.ones(2))
+
+
+def test_serve_multivariate_interval_setting() -> None:
+    assert resolve({}, environ={}).multivariate_interval == 30
+    assert resolve({"multivariate_interval": "0"}, environ={}).multivariate_interval == 0
+    env = {"MODELTRACE_SERVE_MULTIVARIATE_INTERVAL": "5m"}
+    assert resolve({}, environ=env).multivariate_interval == 300
+    with pytest.raises(ConfigError, match="multivariate"):
+        resolve({"multivariate_interval": "-1s"}, environ={})

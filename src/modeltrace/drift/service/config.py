@@ -65,6 +65,13 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def parse_duration_or_zero(text: str) -> float:
+    """``parse_duration``, or 0 for ``0`` / ``0s`` (meaning "every time")."""
+    if str(text).strip().lower() in ("0", "0s", "0.0"):
+        return 0.0
+    return parse_duration(text)
+
+
 def parse_host_port(text: str) -> HostPort:
     """Parse ``HOST:PORT`` (IPv6 hosts in brackets: ``[::1]:4318``)."""
     raw = str(text).strip()
@@ -223,6 +230,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "DURATION",
     ),
     OptionSpec(
+        "multivariate_interval",
+        parse_duration_or_zero,
+        "30s",
+        "recompute the dataset-level drift entries (__multivariate__, __embedding__: "
+        "seconds of CPU each) at most this often per model, carrying them over in "
+        "between; 0 recomputes them on every evaluation and scrape",
+        "DURATION",
+    ),
+    OptionSpec(
         "max_body_size",
         parse_size,
         "16MiB",
@@ -271,6 +287,7 @@ class ServeConfig:
     export_interval: float
     window: float
     pane: float
+    multivariate_interval: float
     max_body_size: int
     queue_size: int
     checkpoint_interval: float

@@ -57,6 +57,7 @@ def _open_aggregator(config: ServeConfig, pipeline: MetricsPipeline) -> Any:
         window_seconds=config.window,
         meter_provider=pipeline.meter_provider,
         checkpoint_seconds=config.checkpoint_interval,
+        multivariate_interval_seconds=config.multivariate_interval,
     )
 
 
