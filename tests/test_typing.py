@@ -41,3 +41,16 @@ def test_typed_example_passes_and_misuse_is_caught(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert 'Incompatible types in assignment (expression has type "list[bool]"' in result.stdout
     assert 'Argument "threshold" to "predict" has incompatible type "str"' in result.stdout
+
+
+def test_the_package_type_checks(tmp_path: Path) -> None:
+    # modeltrace ships py.typed: its own code must pass mypy (pyproject's [tool.mypy]).
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), "src/modeltrace"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=SRC.parent,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout

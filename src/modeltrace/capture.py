@@ -529,8 +529,8 @@ def adapt_output(obj: Any) -> OutputView | None:
             return OutputView(obj, obj.shape[0], single=False)
         return None
     if type(obj).__module__.startswith("pandas"):
-        kind = type(obj).__name__
-        if kind in ("Series", "DataFrame"):
+        kind_name = type(obj).__name__
+        if kind_name in ("Series", "DataFrame"):
             array = obj.to_numpy()
             return OutputView(array, array.shape[0], single=False)
         return None
@@ -564,7 +564,7 @@ def _is_probability_row(row: Any) -> bool:
 
 
 def _row_prediction(
-    row: Any, operation: str, classes: Sequence[Any] | None, max_len: int
+    row: Any, operation: str, classes: Sequence[Any] | np.ndarray | None, max_len: int
 ) -> tuple[Any, float | None]:
     """(value, score) of one output row."""
     if isinstance(row, Mapping):
@@ -599,7 +599,7 @@ def _row_prediction(
     return scalar_value(row, max_len), None
 
 
-def _class_of(index: int, classes: Sequence[Any] | None, max_len: int) -> Any:
+def _class_of(index: int, classes: Sequence[Any] | np.ndarray | None, max_len: int) -> Any:
     if classes is not None and index < len(classes):
         return scalar_value(classes[index], max_len)
     return index

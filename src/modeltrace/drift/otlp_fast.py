@@ -204,12 +204,12 @@ def _decode_block(
     numbers = _numbers(rows, [cell for layout in template.columns for cell in layout.cells])
     first = 0
     for layout in template.columns:
-        block = numbers[:, first : first + len(layout.cells)]
+        cells = numbers[:, first : first + len(layout.cells)]
         first += len(layout.cells)
         if layout.text:
-            columns[layout.name] = _text_column(rows, layout.cells, block, valid)
+            columns[layout.name] = _text_column(rows, layout.cells, cells, valid)
         else:
-            columns[layout.name] = block.reshape(-1)
+            columns[layout.name] = cells.reshape(-1)
     rejected = positions[~valid]
     if not valid.all():
         keep = np.flatnonzero(valid)
@@ -240,7 +240,7 @@ def _decode_block(
 # --- assembling a model's rows -----------------------------------------------------
 
 
-def _object_array(values: list[str]) -> np.ndarray:
+def _object_array(values: list[Any]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
@@ -250,7 +250,7 @@ def _as_object(values: np.ndarray) -> np.ndarray:
     """A numeric column as the generic decoder's text column (floats, None for NaN)."""
     if values.dtype == object:
         return values
-    return _object_array([None if math.isnan(v) else v for v in values.tolist()])  # type: ignore[list-item]
+    return _object_array([None if math.isnan(v) else v for v in values.tolist()])
 
 
 def _model_rows(blocks: list[_Block]) -> ex.ModelRows:
@@ -265,10 +265,10 @@ def _model_rows(blocks: list[_Block]) -> ex.ModelRows:
     for name, text in names.items():
         parts = []
         for block, count in zip(blocks, counts, strict=True):
-            values = block.columns.get(name)
-            if values is None:
-                values = np.full(count, None if text else math.nan, dtype=object if text else None)
-            parts.append(_as_object(values) if text else values)
+            column = block.columns.get(name)
+            if column is None:
+                column = np.full(count, None if text else math.nan, dtype=object if text else None)
+            parts.append(_as_object(column) if text else column)
         columns[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
     rows_per_span = np.concatenate(
         [np.full(b.positions.size, b.rows_per_span, dtype=np.intp) for b in blocks]
@@ -411,17 +411,17 @@ def _templates(
                 break
             attempts += 1
             first = int(grouping.positions[grouping.left[0]])
-            template = otlp_scan.build_template(data, *ranges[first])
-            found = grouping.take(template) if template is not None else None
-            if template is None or found is None or int(found[0][0]) != first:
+            built = otlp_scan.build_template(data, *ranges[first])
+            found = grouping.take(built) if built is not None else None
+            if built is None or found is None or int(found[0][0]) != first:
                 # Not a simple span (or, defensively, a template missing its own span).
                 generic.append(first)
                 grouping.left = grouping.left[grouping.positions[grouping.left] != first]
-                if found is not None and template is not None:
-                    assign(template, found)
+                if found is not None and built is not None:
+                    assign(built, found)
                 continue
-            _CACHE.add(template)
-            assign(template, found)
+            _CACHE.add(built)
+            assign(built, found)
     return groups, generic, ignored
 
 
