@@ -83,10 +83,53 @@ def category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mapped = np.array([category_key(u) or "" for u in uniques.tolist()], dtype=object)
         keys = mapped[inverse.reshape(-1)] if uniques.size else np.array([], dtype=object)
         return keys.astype(str), missing
-    normalised = [category_key(v) for v in values.tolist()]
-    missing = np.fromiter((k is None for k in normalised), dtype=bool, count=len(normalised))
-    keys = np.array([k if k is not None else "" for k in normalised], dtype=object)
-    return keys.astype(str) if keys.size else np.array([], dtype=str), missing
+    return _object_category_keys(values)
+
+
+# Exact types whose equal values always have the same ``category_key`` (so a group
+# of equal values needs one call); ``Decimal("1.0") == Decimal("1.00")`` has two keys.
+_GROUPABLE = (str, np.str_, int, float, bool, np.bool_, np.integer, np.floating)
+
+
+def _object_category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``category_keys`` of an object column without a Python call per value.
+
+    Rows are split by their exact type (equal values of different types, like
+    ``True`` and ``1``, have different keys): strings are their own key, ``None``
+    is missing, and the other groupable types go through ``category_key`` once
+    per distinct value (``np.unique``); any other type is keyed value by value.
+    """
+    n = values.shape[0]
+    if n == 0:
+        return np.array([], dtype=str), np.zeros(0, dtype=bool)
+    items = values.tolist()
+    if values.dtype.kind != "O":  # e.g. datetimes: key the objects ``tolist`` gives
+        values = np.empty(n, dtype=object)
+        values[:] = items
+    types = set(map(type, items))
+    if types == {str}:
+        keys = values.astype(str)
+        return keys, keys == ""
+    code_of = {kind: code for code, kind in enumerate(types)}
+    codes = np.fromiter(map(code_of.__getitem__, map(type, items)), dtype=np.intp, count=n)
+    out = np.empty(n, dtype=object)
+    for kind, code in code_of.items():
+        rows = np.flatnonzero(codes == code) if len(types) > 1 else slice(None)
+        group = values[rows]
+        if kind is type(None):
+            out[rows] = ""
+        elif kind is str or kind is np.str_:
+            out[rows] = group.astype(str)
+        elif issubclass(kind, _GROUPABLE):
+            if issubclass(kind, (float, np.floating)):
+                group = group.astype(np.float64)
+            uniques, inverse = np.unique(group, return_inverse=True)
+            mapped = np.array([category_key(u) or "" for u in uniques.tolist()], dtype=object)
+            out[rows] = mapped[inverse.reshape(-1)]
+        else:
+            out[rows] = [category_key(v) or "" for v in group.tolist()]
+    keys = out.astype(str)
+    return keys, keys == ""
 
 
 def as_float(values: np.ndarray) -> np.ndarray:
