@@ -230,3 +230,49 @@ def test_gunicorn_two_workers_each_export(receiver: OtlpReceiver, preload: bool)
         assert model.parent_span_id == server.span_id
         assert model.resource["service.instance.id"] == server.resource["service.instance.id"]
         assert server.attributes[semconv.MODEL_NAME] == "churn"
+
+
+def test_uvicorn_two_workers_each_export(receiver: OtlpReceiver) -> None:
+    # uvicorn starts its workers as fresh processes: each configures its own providers.
+    port = free_port()
+    command = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(EXAMPLES),
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "fastapi_app:app",
+    ]
+    process = _start_server(
+        command, receiver.endpoint, port, OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="healthz"
+    )
+    pids: set[int] = set()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        body = {"tenure_months": 40, "monthly_charges": 30, "plan": "pro"}
+        for _ in range(300):
+            # A new connection per request, so the kernel spreads them over workers.
+            answer = requests.post(
+                f"{base}/predict", json=body, headers={"Connection": "close"}, timeout=10
+            )
+            assert answer.status_code == 200, answer.text
+            pids.add(answer.json()["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, "requests never reached both workers"
+        spans = receiver.wait_for_spans(
+            lambda s: len({x.resource["service.instance.id"] for x in s if x.kind == "SERVER"}) == 2
+        )
+    finally:
+        _stop(process)
+    for server in (s for s in spans if s.kind == "SERVER"):
+        (model,) = [s for s in spans if s.name == "predict churn" and s.trace_id == server.trace_id]
+        assert model.parent_span_id == server.span_id
+        assert model.resource["service.instance.id"] == server.resource["service.instance.id"]
+        assert model.attributes["ml.feature.plan"] == "pro"
