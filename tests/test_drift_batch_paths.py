@@ -98,3 +98,81 @@ def test_reference_of_object_columns_equals_one_of_prenormalised_text() -> None:
     for ours, theirs in zip(built["features"], expected["features"], strict=True):
         assert ours == theirs
     assert built["rows"] == expected["rows"]
+
+
+def _numeric_batch(rng: np.random.Generator, n: int, reference: Reference) -> dict[str, Any]:
+    """Columns hitting every case: edges exactly, the maximum, out of range, NaN, inf."""
+    columns: dict[str, np.ndarray] = {}
+    for name, feature in reference.features.items():
+        if feature.kind != "numeric":
+            columns[name] = rng.choice(["a", "b", "z", ""], n).astype(object)
+            continue
+        assert feature.edges is not None
+        x = rng.normal(feature.mean or 0.0, 1.5 * (feature.std or 1.0), n)
+        at_edges = rng.random(n) < 0.2
+        x[at_edges] = rng.choice(feature.edges, int(at_edges.sum()))
+        x[rng.random(n) < 0.05] = np.nan
+        x[rng.random(n) < 0.01] = np.inf
+        x[rng.random(n) < 0.01] = -np.inf
+        columns[name] = x
+    return columns
+
+
+def _reference_for_batches() -> Reference:
+    rng = np.random.default_rng(11)
+    data = {f"x{i}": rng.normal(i, 1 + i, 3000) for i in range(6)}
+    data["constant"] = np.full(3000, 2.5)
+    data["integers"] = rng.integers(0, 40, 3000).astype(np.float64)
+    data["colour"] = rng.choice(["a", "b", "c"], 3000).astype(object)
+    return Reference.from_data(data, categorical=["colour"], row_sample_size=0)
+
+
+def test_batched_window_update_equals_one_update_per_feature() -> None:
+    """All numeric features in one pass: the same sketches (counts, counters, sample,
+    random state, exemplars) as feeding each feature on its own."""
+    from modeltrace.drift.windows import ModelWindow
+
+    reference = _reference_for_batches()
+    rng = np.random.default_rng(12)
+    together = ModelWindow(reference, seed=7, reservoir_size=50)
+    apart = ModelWindow(reference, seed=7, reservoir_size=50)
+    for step, n in enumerate([1, 2, 3, 700, 5000, 40, 2000]):
+        columns = _numeric_batch(rng, n, reference)
+        weights = rng.choice([1.0, 2.0, 10.0], n)
+        trace_ids = [rng.choice(["", f"{rng.integers(0, 300):032x}"]) for _ in range(n)]
+        ts = 1000.0 + step
+        together.update(columns, weights, trace_ids, ts)
+        for name, values in columns.items():
+            apart.update({name: values}, weights, trace_ids, ts)
+    ours, theirs = together.panes, apart.panes
+    assert [p.key for p in ours] == [p.key for p in theirs]
+    for mine, other in zip(ours, theirs, strict=True):
+        assert set(mine.sketches) == set(reference.features)
+        for name, sketch in mine.sketches.items():
+            assert sketch.to_dict() == other.sketches[name].to_dict(), name
+    state = together.current()["x1"]
+    assert state.out_of_range_raw > 0 and state.missing_raw > 0
+    assert any(state.exemplars(b) for b in range(state.binning.n_bins))
+
+
+def test_exemplars_of_a_batch_equal_remembering_row_by_row() -> None:
+    from modeltrace.drift.sketches import update_numeric_sketches
+
+    reference = _reference_for_batches()
+    rng = np.random.default_rng(13)
+    names = [n for n, f in reference.features.items() if f.kind == "numeric"]
+    batched = [reference.features[n].new_sketch(exemplars_per_bin=4) for n in names]
+    by_row = [reference.features[n].new_sketch(exemplars_per_bin=4) for n in names]
+    for n in (1200, 10, 300):
+        columns = _numeric_batch(rng, n, reference)
+        # Distinct, non-blank ids: then the last rows of each bin are what
+        # remembering row by row keeps.
+        trace_ids = [f"{n:08x}{row:024x}" for row in range(n)]
+        update_numeric_sketches(batched, [columns[m] for m in names], np.ones(n), trace_ids)
+        for row in range(n):  # one-row batches take the plain remember-each-row path
+            for sketch, name in zip(by_row, names, strict=True):
+                sketch.update(columns[name][row : row + 1], np.ones(1), trace_ids[row : row + 1])
+    for mine, other in zip(batched, by_row, strict=True):
+        for b in range(mine.binning.n_bins):
+            assert mine.exemplars(b) == other.exemplars(b)
+        np.testing.assert_array_equal(mine.counts, other.counts)

@@ -336,6 +336,70 @@ def _validate_batch(
     return values, w
 
 
+def _last_rows_per_bin(ids: np.ndarray, n_ids: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bin, row) of the last ``limit`` rows of every bin, bin after bin, rows in order.
+
+    ``ids``: a ``(k, n)`` matrix of bin ids in ``0..n_ids``, ``n_ids`` meaning no bin;
+    every bin id occurs in one line only (lines are features with their own bins,
+    rows the batch's rows). Bins with at most ``limit`` rows keep all of them; the
+    others find theirs in a tail of the batch (usually a short one). Then only
+    those rows are sorted by bin.
+    """
+    lines, size = ids.shape
+    empty = np.empty(0, dtype=np.intp)
+    counts = np.bincount(ids.ravel(), minlength=n_ids + 1)
+    common = counts > limit
+    common[n_ids] = False
+    rare = (counts > 0) & ~common
+    rare[n_ids] = False
+    tail = min(size, 64 * limit)
+    if common.any():
+        while tail < size:
+            found = np.bincount(ids[:, size - tail :].ravel(), minlength=counts.size)
+            if bool(np.all(found[common] >= limit)):
+                break
+            tail = min(size, tail * 4)
+        line, column = np.nonzero(common[ids[:, size - tail :]])
+        rows = line * size + column + (size - tail)  # flat indices into ids
+    else:
+        rows = empty
+    if rare.any():
+        rows = np.concatenate([np.flatnonzero(rare[ids]), rows])
+    if rows.size == 0:
+        return empty, empty
+    flat = ids.ravel()
+    order = rows[np.argsort(flat[rows] * (lines * size) + rows)]
+    sorted_bins = flat[order]
+    boundary = np.flatnonzero(sorted_bins[1:] != sorted_bins[:-1]) + 1
+    starts = np.concatenate(([0], boundary))
+    ends = np.concatenate((boundary, [sorted_bins.size]))
+    take = np.minimum(ends - starts, limit)
+    first = np.cumsum(take) - take
+    picks = np.arange(int(take.sum())) + np.repeat(ends - take - first, take)
+    return np.repeat(sorted_bins[starts], take), order[picks] % size
+
+
+def _remember_rows(
+    slots: Sequence[list[str]],
+    bins: np.ndarray,
+    rows: np.ndarray,
+    trace_ids: Sequence[str],
+    limit: int,
+) -> None:
+    """Append the trace ids of ``rows`` to the exemplar slots of their ``bins``, in order."""
+    for bin_index, row in zip(bins.tolist(), rows.tolist(), strict=True):
+        trace_id = trace_ids[row]
+        if not trace_id:
+            continue
+        trace_id = str(trace_id)
+        slot = slots[bin_index]
+        if trace_id in slot:
+            slot.remove(trace_id)
+        slot.append(trace_id)
+        if len(slot) > limit:
+            del slot[0]
+
+
 class FeatureSketch:
     """Mergeable summary of one feature's values in a window (see module doc)."""
 
@@ -551,52 +615,10 @@ class FeatureSketch:
                 if bin_index >= 0 and trace_ids[row]:
                     self._remember(self._exemplars[bin_index], str(trace_ids[row]))
             return
-        # Only the last `limit` rows of each bin matter. Bins with at most `limit`
-        # rows keep all of them; the others find theirs in a tail of the batch
-        # (usually a short one). Then only those rows are sorted by bin.
-        counts = np.bincount(bins + 1, minlength=self.binning.n_bins + 1)
-        common = counts > limit
-        common[0] = False  # missing values (bin -1)
-        rare = (counts > 0) & ~common
-        rare[0] = False
-        size = bins.size
-        tail = min(size, 64 * limit)
-        if common.any():
-            while tail < size:
-                found = np.bincount(bins[size - tail :] + 1, minlength=counts.size)
-                if bool(np.all(found[common] >= limit)):
-                    break
-                tail = min(size, tail * 4)
-            rows = np.flatnonzero(common[bins[size - tail :] + 1]) + (size - tail)
-        else:
-            rows = np.empty(0, dtype=np.intp)
-        if rare.any():
-            rows = np.concatenate([np.flatnonzero(rare[bins + 1]), rows])
-        if rows.size == 0:
-            return
-        order = rows[np.argsort(bins[rows] * size + rows)]
-        sorted_bins = bins[order]
-        boundary = np.flatnonzero(sorted_bins[1:] != sorted_bins[:-1]) + 1
-        starts = np.concatenate(([0], boundary))
-        ends = np.concatenate((boundary, [sorted_bins.size]))
-        # The last `limit` rows of each bin, in row order, bin after bin.
-        take = np.minimum(ends - starts, limit)
-        first = np.cumsum(take) - take
-        picks = np.arange(int(take.sum())) + np.repeat(ends - take - first, take)
-        slots = self._exemplars
-        for bin_index, row in zip(
-            np.repeat(sorted_bins[starts], take).tolist(), order[picks].tolist(), strict=True
-        ):
-            trace_id = trace_ids[row]
-            if not trace_id:
-                continue
-            trace_id = str(trace_id)
-            slot = slots[bin_index]
-            if trace_id in slot:
-                slot.remove(trace_id)
-            slot.append(trace_id)
-            if len(slot) > limit:
-                del slot[0]
+        n_bins = self.binning.n_bins
+        ids = np.where(bins >= 0, bins, n_bins)
+        picked_bins, picked_rows = _last_rows_per_bin(ids[None, :], n_bins, limit)
+        _remember_rows(self._exemplars, picked_bins, picked_rows, trace_ids, limit)
 
     def _remember(self, slot: list[str], trace_id: str) -> None:
         """Append ``trace_id`` as the most recent exemplar of a bin, keeping the last few."""
@@ -742,3 +764,101 @@ class FeatureSketch:
             f"FeatureSketch(kind={self.kind!r}, bins={self.binning.n_bins}, n={self._n}, "
             f"weight={self._weight:g}, missing={self._missing:g})"
         )
+
+
+def _assign_numeric_rows(
+    sketches: Sequence[FeatureSketch], columns: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``Binning.assign_numeric`` of every column at once: ``(k, n)`` float values and
+    bins (the bins of missing values are meaningless: NaN values mark them).
+
+    The bin is the number of edges ``<= x`` (what ``searchsorted(side="right")``
+    gives), counted with one comparison per edge over all features (edges padded
+    with NaN, which compares false), except at the top: the maximum itself belongs
+    to the last inner bin, larger values to the overflow bin.
+    """
+    edges = [s.binning.edges for s in sketches]
+    assert all(e is not None for e in edges)
+    sizes = np.array([e.size for e in edges], dtype=np.intp)  # type: ignore[union-attr]
+    x = np.empty((len(columns), columns[0].shape[0]), dtype=np.float64)
+    for i, values in enumerate(columns):
+        x[i] = as_float(values)
+    padded = np.full((len(edges), int(sizes.max())), np.nan)
+    for i, e in enumerate(edges):
+        padded[i, : sizes[i]] = e
+    bins = np.zeros(x.shape, dtype=np.intp)
+    for j in range(padded.shape[1]):
+        bins += x >= padded[:, j : j + 1]
+    top = padded[np.arange(len(edges)), sizes - 1]
+    bins[(bins == sizes[:, None]) & (x == top[:, None])] -= 1
+    for i in np.flatnonzero(sizes == 1).tolist():  # a constant reference column
+        bins[i] = sketches[i].binning.assign_numeric(columns[i])[2]
+    return x, bins
+
+
+def update_numeric_sketches(
+    sketches: Sequence[FeatureSketch],
+    columns: Sequence[np.ndarray],
+    w: np.ndarray,
+    trace_ids: Sequence[str] | None = None,
+) -> None:
+    """``update_checked`` of several numeric sketches fed the same rows, at once.
+
+    ``columns[i]`` (1-D, as long as ``w``) goes into ``sketches[i]``; ``w`` and
+    ``trace_ids`` are validated as for ``update_checked``. The bins of every feature
+    go into one matrix of bin ids offset per feature: one ``bincount`` gives all the
+    counts (each bin still sums its weights in row order, so the state is exactly
+    the one of per-sketch updates) and one pass picks the exemplars of all features.
+    Each sketch keeps its own random draws for its sample.
+    """
+    if len(sketches) != len(columns):
+        raise ValueError(f"{len(sketches)} sketches for {len(columns)} columns")
+    n_rows = int(w.shape[0])
+    if n_rows == 0 or not sketches:
+        return
+    limit = sketches[0].exemplars_per_bin
+    if (
+        len(sketches) == 1
+        or n_rows <= limit
+        or any(s.kind != "numeric" or s.exemplars_per_bin != limit for s in sketches)
+    ):
+        for sketch, values in zip(sketches, columns, strict=True):
+            sketch.update_checked(values, w, trace_ids)
+        return
+    sizes = np.array([s.binning.n_bins for s in sketches], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(sizes)))
+    n_ids = int(offsets[-1])  # the id of missing values
+    x, bins = _assign_numeric_rows(sketches, columns)
+    missing = np.isnan(x)
+    ids = bins + offsets[:-1, None]
+    ids[missing] = n_ids
+    counts = np.bincount(ids.ravel(), weights=np.tile(w, len(sketches)), minlength=n_ids + 1)
+    missing_raw = np.count_nonzero(missing, axis=1).tolist()
+    out_of_range = (ids == offsets[:-1, None]) | (ids == offsets[1:, None] - 1)
+    out_of_range_raw = np.count_nonzero(out_of_range, axis=1).tolist()
+    finite = np.isfinite(x)
+    all_finite = finite.all(axis=1).tolist()
+    weight = float(w.sum())
+    weight_sq = float(np.dot(w, w))
+    for i, sketch in enumerate(sketches):
+        sketch._n += n_rows
+        sketch._weight += weight
+        sketch._missing_raw += missing_raw[i]
+        if missing_raw[i]:
+            sketch._missing += float(w[missing[i]].sum())
+            wv = w[~missing[i]]
+            sketch._weight_sq += float(np.dot(wv, wv))
+        else:
+            sketch._weight_sq += weight_sq
+        sketch._counts += counts[offsets[i] : offsets[i + 1]]
+        if out_of_range_raw[i]:
+            sketch._out_of_range += float(w[out_of_range[i]].sum())
+            sketch._out_of_range_raw += out_of_range_raw[i]
+        if all_finite[i]:
+            sketch._sample(x[i], w)
+        else:
+            sketch._sample(x[i][finite[i]], w[finite[i]])
+    if trace_ids is not None and limit:
+        slots = [slot for sketch in sketches for slot in sketch._exemplars]
+        picked_bins, picked_rows = _last_rows_per_bin(ids, n_ids, limit)
+        _remember_rows(slots, picked_bins, picked_rows, trace_ids, limit)
