@@ -27,6 +27,7 @@ from modeltrace.drift import (
     Reference,
     UnknownModelError,
 )
+from modeltrace.drift.otlp_fast import extract_request
 from sdk_harness import Telemetry
 
 ROWS_PER_SPAN = 8
@@ -403,3 +404,26 @@ def test_durable_results_are_per_payload_in_order(factory: SpanFactory) -> None:
     ]
     assert agg.store.inbox_size() == 0  # the automatic checkpoint ran (3 >= 2 payloads)
     assert os.fspath(agg.store.path) == ":memory:"
+
+
+def test_durable_ingest_uses_given_extractions_and_replays_the_bytes(
+    tmp_path: Path, factory: SpanFactory
+) -> None:
+    payloads = _payloads(factory, 100, seed=8)
+    plain = DriftAggregator(tmp_path / "plain.db")
+    plain.set_reference("churn", "3", _reference())
+    expected = plain.ingest_durable(payloads)
+    given = DriftAggregator(tmp_path / "given.db", checkpoint_payloads=10_000)
+    given.set_reference("churn", "3", _reference())
+    prepared: list[object | None] = [extract_request(p) for p in payloads]
+    prepared[1] = None  # no extraction for this one: the writer extracts it
+    assert all(p is not None for i, p in enumerate(prepared) if i != 1)
+    assert given.ingest_durable(payloads, prepared) == expected
+    assert _summary(given) == _summary(plain)
+    with pytest.raises(ValueError, match="1 extractions given for 4 payloads"):
+        given.ingest_durable(payloads, prepared[:1])
+    given.store.close()  # crash: the inbox bytes are replayed, re-extracted
+    reopened = DriftAggregator(tmp_path / "given.db")
+    assert _summary(reopened) == _summary(plain)
+    reopened.close()
+    plain.close()

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind
 
+from drift_spans import otlp_request
 from modeltrace import semconv
 from modeltrace.drift.service.otlp_codec import (
     Encoding,
@@ -35,6 +36,7 @@ from modeltrace.drift.service.otlp_codec import (
     encode_response,
     encode_status,
     negotiate_encoding,
+    parse_protobuf_export,
 )
 
 
@@ -220,3 +222,43 @@ def test_responses_in_both_encodings() -> None:
     status = status_pb2.Status.FromString(encode_status(Encoding.PROTOBUF, 3, "nope"))
     assert (status.code, status.message) == (3, "nope")
     assert json.loads(encode_status(Encoding.JSON, 8, "full")) == {"code": 8, "message": "full"}
+
+
+def _mixed_request() -> ExportTraceServiceRequest:
+    """Prediction spans of one layout (the fast extractor's case), a span without
+    ML attributes and a prediction span of an unusual layout (an int feature)."""
+    spans: list[tuple[str, dict[str, Any]]] = [
+        (
+            "predict churn",
+            {
+                semconv.MODEL_NAME: "churn",
+                semconv.MODEL_VERSION: "3",
+                semconv.FEATURE_PREFIX + "age": [float(i), float(i) + 0.5],
+                semconv.FEATURE_PREFIX + "plan": ["basic", "pro"],
+            },
+        )
+        for i in range(40)
+    ]
+    spans.append(("GET /", {"http.method": "GET"}))
+    spans.append(("predict churn", {semconv.MODEL_NAME: "other", semconv.FEATURE_PREFIX + "n": 3}))
+    return otlp_request(spans)
+
+
+def test_parse_once_counts_like_a_full_parse_and_keeps_the_extraction() -> None:
+    for request in (_mixed_request(), _sdk_request()):
+        body = request.SerializeToString()
+        parsed = parse_protobuf_export(body)
+        assert parsed.spans == count_spans(request)
+    fast = parse_protobuf_export(_mixed_request().SerializeToString())
+    assert fast.extraction is not None
+    assert fast.extraction.accepted == 41 and fast.extraction.ignored == 1
+    assert fast.extraction.batches[("churn", "3")].rows == 80
+    assert parse_protobuf_export(b"").spans == 0
+
+
+def test_parse_once_falls_back_to_the_full_parse_for_malformed_bodies() -> None:
+    with pytest.raises(OtlpDecodeError, match="malformed protobuf ExportTraceServiceRequest"):
+        parse_protobuf_export(b"\x0a\xff\xff\xff\xff\x0f garbage")
+    truncated = _mixed_request().SerializeToString()[:-7]
+    with pytest.raises(OtlpDecodeError, match="malformed protobuf"):
+        parse_protobuf_export(truncated)

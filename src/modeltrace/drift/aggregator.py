@@ -437,11 +437,24 @@ class DriftAggregator:
             self._check_open()
             return self._apply(extraction)
 
-    def ingest_durable(self, payloads: Sequence[bytes]) -> list[IngestResult]:
+    def ingest_durable(
+        self,
+        payloads: Sequence[bytes],
+        prepared: Sequence[object | None] | None = None,
+    ) -> list[IngestResult]:
         """The service's path: commit the serialized requests to the store's inbox in
-        one transaction, then apply them; one result per payload, in order."""
+        one transaction, then apply them; one result per payload, in order.
+
+        ``prepared`` may give, per payload, its ``Extraction`` already made by the
+        receiver (``None`` where it has none): it is used instead of extracting the
+        bytes again. The inbox stores the bytes either way; a replay re-extracts."""
         blobs = [bytes(p) for p in payloads]
-        extractions = [self._extract(blob) for blob in blobs]
+        if prepared is not None and len(prepared) != len(blobs):
+            raise ValueError(f"{len(prepared)} extractions given for {len(blobs)} payloads")
+        extractions = [
+            given if isinstance(given, Extraction) else self._extract(blob)
+            for blob, given in zip(blobs, prepared or [None] * len(blobs), strict=True)
+        ]
         with self._lock:
             self._check_open()
             ids = self._store.append_inbox(blobs)

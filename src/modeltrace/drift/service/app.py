@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from modeltrace.drift.otlp_fast import extract_request
 from modeltrace.drift.service.auth import BearerAuth, BearerAuthMiddleware
 from modeltrace.drift.service.body_reader import (
     BodyEncodingError,
@@ -40,12 +41,14 @@ from modeltrace.drift.service.ingest_queue import (
 from modeltrace.drift.service.otlp_codec import (
     Encoding,
     OtlpDecodeError,
+    ParsedExport,
     UnsupportedMediaTypeError,
     count_spans,
-    decode_request,
+    decode_json_request,
     encode_response,
     encode_status,
     negotiate_encoding,
+    parse_protobuf_export,
 )
 from modeltrace.drift.service.receiver import TraceReceiver
 from modeltrace.drift.service.telemetry import PROMETHEUS_CONTENT_TYPE, MetricsPipeline
@@ -125,6 +128,13 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return await read_body(request.stream(), encoding, limit)
 
 
+def _parse_json_export(body: bytes) -> tuple[bytes, ParsedExport]:
+    """An OTLP/JSON body as the protobuf bytes the store keeps, validated and counted."""
+    message = decode_json_request(body)
+    serialized = message.SerializeToString()
+    return serialized, ParsedExport(count_spans(message), extract_request(serialized))
+
+
 async def export_traces(request: Request) -> Response:
     """OTLP/HTTP ``POST /v1/traces``; answers only once the spans are committed."""
     state: ServiceState = request.app.state.service
@@ -146,19 +156,21 @@ async def export_traces(request: Request) -> Response:
         metrics.record_request(TRANSPORT, "bad_request")
         return _otlp_error(encoding, 400, _CODE_INVALID_ARGUMENT, str(exc))
     try:
-        if encoding is Encoding.JSON and len(body) > 256 * 1024:
-            otlp_request = await run_in_threadpool(decode_request, body, encoding)
+        if encoding is Encoding.PROTOBUF:
+            payload = body
+            parsed = parse_protobuf_export(body)
+        elif len(body) > 256 * 1024:
+            payload, parsed = await run_in_threadpool(_parse_json_export, body)
         else:
-            otlp_request = decode_request(body, encoding)
+            payload, parsed = _parse_json_export(body)
     except OtlpDecodeError as exc:
         metrics.record_request(TRANSPORT, "bad_request")
         return _otlp_error(encoding, 400, _CODE_INVALID_ARGUMENT, str(exc))
-    if count_spans(otlp_request) == 0:
+    if parsed.spans == 0:
         metrics.record_request(TRANSPORT, "empty")
         return Response(encode_response(encoding), media_type=encoding.value)
-    payload = body if encoding is Encoding.PROTOBUF else otlp_request.SerializeToString()
     try:
-        future = state.receiver.submit(payload)
+        future = state.receiver.submit(payload, parsed.extraction)
     except QueueFullError as exc:
         metrics.record_request(TRANSPORT, "queue_full")
         return _otlp_error(encoding, 429, _CODE_RESOURCE_EXHAUSTED, str(exc), retry=True)

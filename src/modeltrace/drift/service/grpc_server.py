@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from modeltrace.drift.otlp_fast import extract_request
 from modeltrace.drift.service.auth import BearerAuth
 from modeltrace.drift.service.ingest_queue import (
     QueueClosedError,
@@ -83,7 +84,9 @@ class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):  # type
             metrics.record_request(TRANSPORT, "empty")
             return ExportTraceServiceResponse()
         try:
-            future = self._receiver.submit(request.SerializeToString())
+            payload = request.SerializeToString()
+            # Extracted here, on the gRPC worker, so the writer thread does not.
+            future = self._receiver.submit(payload, extract_request(payload))
         except QueueFullError as exc:
             metrics.record_request(TRANSPORT, "queue_full")
             _retryable_abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))

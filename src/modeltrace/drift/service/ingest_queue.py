@@ -1,7 +1,8 @@
 """Bounded ingestion queue with one writer thread doing group commits.
 
 Receivers (HTTP handlers, gRPC workers) :meth:`IngestQueue.submit` serialized
-OTLP requests and wait on the returned future; the writer thread takes every
+OTLP requests (optionally with what the receiver already decoded of them, so the
+writer need not decode again) and wait on the returned future; the writer thread takes every
 request waiting (up to a batch limit), hands them to the sink in one call (the
 aggregator's ``ingest_durable``, one SQLite transaction) and then resolves the
 futures. A request is therefore acknowledged only after it is committed, and
@@ -25,9 +26,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 ResultT = TypeVar("ResultT")
+ResultT_co = TypeVar("ResultT_co", covariant=True)
 
 logger = logging.getLogger("modeltrace.service.ingest")
 
@@ -54,10 +56,22 @@ def is_store_busy(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
+class Sink(Protocol[ResultT_co]):
+    """Commits a batch of payloads, one result per payload in order.
+
+    ``prepared`` (one entry per payload, ``None`` where the receiver decoded
+    nothing) is passed only when at least one payload came with it."""
+
+    def __call__(
+        self, payloads: list[bytes], prepared: list[object | None] | None = None, /
+    ) -> Sequence[ResultT_co]: ...
+
+
 @dataclass
 class _Item(Generic[ResultT]):
     payload: bytes
     future: Future[ResultT]
+    prepared: object | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,7 @@ class IngestQueue(Generic[ResultT]):
 
     def __init__(
         self,
-        sink: Callable[[list[bytes]], Sequence[ResultT]],
+        sink: Sink[ResultT] | Callable[[list[bytes]], Sequence[ResultT]],
         *,
         max_bytes: int,
         max_batch_requests: int = 512,
@@ -107,8 +121,9 @@ class IngestQueue(Generic[ResultT]):
             self._started = True
             self._thread.start()
 
-    def submit(self, payload: bytes) -> Future[ResultT]:
-        """Enqueue one payload; raises QueueFullError / QueueClosedError instead of waiting."""
+    def submit(self, payload: bytes, prepared: object | None = None) -> Future[ResultT]:
+        """Enqueue one payload (with what the receiver decoded of it, handed to the sink
+        as is); raises QueueFullError / QueueClosedError instead of waiting."""
         future: Future[ResultT] = Future()
         size = len(payload)
         with self._cond:
@@ -118,7 +133,7 @@ class IngestQueue(Generic[ResultT]):
                 raise QueueFullError(
                     f"ingestion queue full ({self._bytes} of {self._max_bytes} bytes waiting)"
                 )
-            self._items.append(_Item(payload, future))
+            self._items.append(_Item(payload, future, prepared))
             self._bytes += size
             self._cond.notify()
         return future
@@ -188,9 +203,13 @@ class IngestQueue(Generic[ResultT]):
 
     def _commit(self, batch: list[_Item[ResultT]]) -> None:
         payloads = [item.payload for item in batch]
+        prepared = [item.prepared for item in batch]
         started = time.perf_counter()
         try:
-            results = list(self._sink(payloads))
+            if any(p is not None for p in prepared):
+                results = list(cast("Sink[ResultT]", self._sink)(payloads, prepared))
+            else:
+                results = list(self._sink(payloads))
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"sink returned {len(results)} results for {len(batch)} payloads"

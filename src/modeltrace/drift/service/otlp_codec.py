@@ -13,6 +13,7 @@ import base64
 import binascii
 import enum
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -22,6 +23,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from modeltrace.drift.extract import Extraction
+from modeltrace.drift.otlp_fast import extract_request
 
 
 class Encoding(enum.Enum):
@@ -155,6 +159,28 @@ def _convert_ids(obj: dict[str, Any], where: str) -> None:
                 f"got {len(value)}"
             )
         obj[key] = base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedExport:
+    """A validated export request: its span count and, when the fast columnar
+    extractor took it, its ``Extraction`` (handed to the writer so it need not
+    extract again)."""
+
+    spans: int
+    extraction: Extraction | None
+
+
+def parse_protobuf_export(body: bytes) -> ParsedExport:
+    """Validate and count a protobuf export request with one pass of the fast
+    extractor; when it declines, a full protobuf parse validates the body instead
+    (raising :class:`OtlpDecodeError` naming the problem)."""
+    extraction = extract_request(body)
+    if extraction is not None:
+        return ParsedExport(
+            extraction.accepted + extraction.rejected + extraction.ignored, extraction
+        )
+    return ParsedExport(count_spans(decode_request(body, Encoding.PROTOBUF)), None)
 
 
 def count_spans(request: ExportTraceServiceRequest) -> int:

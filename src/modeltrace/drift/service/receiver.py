@@ -44,9 +44,11 @@ class TraceReceiver:
         self.queue = queue
         self.metrics = metrics
 
-    def submit(self, payload: bytes) -> Future[IngestResultLike]:
-        """Enqueue; raises QueueFullError / QueueClosedError without blocking."""
-        return self.queue.submit(payload)
+    def submit(self, payload: bytes, extraction: object | None = None) -> Future[IngestResultLike]:
+        """Enqueue (with the payload's extraction when the receiver made one, so the
+        writer does not extract again); raises QueueFullError / QueueClosedError
+        without blocking."""
+        return self.queue.submit(payload, extraction)
 
     def outcome(self, result: IngestResultLike, transport: str) -> ExportOutcome:
         rejected = int(result.rejected)
