@@ -443,3 +443,100 @@ def test_performance_json_is_strict_json_and_unknown_models_raise() -> None:
     with pytest.raises(ValueError, match="unknown performance metric"):
         agg.set_slo(MODEL, VERSION, {"accuracyy": 0.9})
     agg.close()
+
+
+def _expected_calls(
+    ids: list[str],
+    ts: list[float],
+    traces: list[str],
+    weights: list[float],
+    rows: list[int],
+    values: list[Any],
+    scores: list[float] | None,
+) -> tuple[list[list[Any]], list[str]]:
+    """The join's per-call entries by the definition, one row at a time: a call is a
+    run of rows with the same id, time and trace; its first present value per batch
+    row is kept; calls with nothing kept are 'not captured'."""
+    entries: list[list[Any]] = []
+    uncaptured: list[str] = []
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i < len(ids) and (ids[i], ts[i], traces[i]) == (ids[start], ts[start], traces[start]):
+            continue
+        if ids[start]:
+            seen: dict[int, tuple[Any, float]] = {}
+            for j in range(start, i):
+                value = values[j]
+                if isinstance(value, float) and value != value:
+                    value = None
+                elif isinstance(value, (bool, int, float)):
+                    value = float(value)
+                elif value == "" or not isinstance(value, str):
+                    value = None
+                if value is not None and rows[j] not in seen:
+                    seen[rows[j]] = (value, scores[j] if scores is not None else float("nan"))
+            if seen:
+                kept = list(seen.items())
+                kept_rows = [r for r, _ in kept]
+                kept_values = [v for _, (v, _) in kept]
+                kept_scores = [s for _, (_, s) in kept]
+                head = [ids[start], ts[start], weights[start], traces[start]]
+                entries.append([*head, kept_rows, kept_values, kept_scores, [None] * len(kept)])
+            elif ids[start] not in uncaptured:
+                uncaptured.append(ids[start])
+        start = i
+    return entries, uncaptured
+
+
+@pytest.mark.parametrize("kind", ["float", "int", "bool", "object"])
+def test_add_predictions_matches_the_row_by_row_definition(kind: str) -> None:
+    from modeltrace.drift.extract import PREDICTION_COLUMN, SCORE_COLUMN, ModelRows
+
+    rng = np.random.default_rng({"float": 1, "int": 2, "bool": 3, "object": 4}[kind])
+    n = 600
+    call = np.sort(rng.integers(0, 150, n))
+    ids = [f"p{c}" if c % 7 else "" for c in call]  # some calls without an id
+    ts = [1000.0 + c // 3 for c in call]  # runs of one id split by time
+    traces = [f"{c % 5:032x}" for c in call]
+    weights = [1.0 + (c % 4) for c in call]
+    rows = rng.integers(0, 6, n).tolist()  # repeated batch rows within calls
+    if kind == "float":
+        column = rng.normal(size=n)
+        column[rng.random(n) < 0.3] = np.nan
+        values: list[Any] = column.tolist()
+    elif kind == "int":
+        column = rng.integers(-3, 3, n)
+        values = column.tolist()
+    elif kind == "bool":
+        column = rng.random(n) < 0.5
+        values = column.tolist()
+    else:
+        pool: list[Any] = ["a", "b", "", None, 2, 3.5, float("nan"), True, ["x"]]
+        values = [pool[k] for k in rng.integers(0, len(pool), n)]
+        column = np.empty(n, dtype=object)
+        column[:] = values
+    scores = rng.random(n).tolist()
+    batch = ModelRows(
+        model=MODEL,
+        version=VERSION,
+        columns={PREDICTION_COLUMN: column, SCORE_COLUMN: np.asarray(scores)},
+        weights=np.asarray(weights),
+        trace_ids=np.asarray(traces, dtype=object),
+        timestamps=np.asarray(ts),
+        spans=int(call.max()) + 1,
+        prediction_ids=np.asarray(ids, dtype=object),
+        row_indices=np.asarray(rows, dtype=np.int64),
+    )
+    buffer = JoinBuffer(max_rows=10**6)
+    buffer.add_predictions(batch, now=2000.0)
+    entries, uncaptured = _expected_calls(ids, ts, traces, weights, rows, values, scores)
+    state = json.loads(json.dumps(buffer.to_state()))
+    expected_ids = [e[0] for e in entries]
+    # A repeated id (one call split by time) keeps its first entry and counts a duplicate.
+    first_entries = [e for i, e in enumerate(entries) if e[0] not in expected_ids[:i]]
+    assert state["predictions"] == json.loads(json.dumps(first_entries))
+    assert buffer.counters.predictions == sum(len(e[4]) for e in first_entries)
+    assert buffer.counters.duplicate_predictions == len(entries) - len(first_entries)
+    known = {pid for pid, _, _ in state["known"]}
+    assert known == {pid for pid in uncaptured if pid not in expected_ids}
+    assert len(entries) > 20 and buffer.counters.predictions > 100

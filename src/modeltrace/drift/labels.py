@@ -257,45 +257,40 @@ class JoinBuffer:
             | (batch.timestamps[1:] != batch.timestamps[:-1])
             | (batch.trace_ids[1:] != batch.trace_ids[:-1])
         )
-        starts = [0, *(cut + 1).tolist()]
-        ends = [*(cut + 1).tolist(), n]
-        values = values_column.tolist()
-        scores = (
-            np.asarray(scores_column, dtype=np.float64).tolist()
+        starts = np.concatenate(([0], cut + 1)).astype(np.intp)
+        values, valid = _normalized_column(values_column)
+        call_of_row = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n)))
+        kept = _first_valid_per_row(call_of_row, batch.row_indices, valid)
+        # Per call, its kept rows are kept[bounds[c]:bounds[c + 1]] (kept is in row order).
+        bounds = np.searchsorted(call_of_row[kept], np.arange(starts.size + 1)).tolist()
+        kept_rows = batch.row_indices[kept].tolist()
+        kept_values = [values[i] for i in kept.tolist()]
+        kept_scores = (
+            np.asarray(scores_column, dtype=np.float64)[kept].tolist()
             if scores_column is not None and scores_column.dtype.kind == "f"
-            else None
+            else [math.nan] * len(kept_rows)
         )
-        rows = batch.row_indices.tolist()
-        for start, end in zip(starts, ends, strict=True):
-            prediction_id = ids[start]
+        call_ids = ids[starts].tolist()
+        call_ts = batch.timestamps[starts].tolist()
+        call_weights = batch.weights[starts].tolist()
+        call_traces = batch.trace_ids[starts].tolist()
+        for call, prediction_id in enumerate(call_ids):
             if not prediction_id:
                 continue
-            kept_rows: list[int] = []
-            kept_values: list[LabelValue | None] = []
-            kept_scores: list[float] = []
-            seen: set[int] = set()
-            for i in range(start, end):
-                value = _normalize_value(values[i])
-                row = rows[i]
-                if value is None or row in seen:
-                    continue
-                seen.add(row)
-                kept_rows.append(row)
-                kept_values.append(value)
-                kept_scores.append(math.nan if scores is None else scores[i])
-            if not kept_rows:
+            lo, hi = bounds[call], bounds[call + 1]
+            if lo == hi:
                 self._resolve_uncaptured(prediction_id, now)
                 continue
             self._add_prediction(
                 prediction_id,
                 _Prediction(
-                    ts=float(batch.timestamps[start]),
-                    weight=float(batch.weights[start]),
-                    trace_id=str(batch.trace_ids[start]),
-                    rows=kept_rows,
-                    values=kept_values,
-                    scores=kept_scores,
-                    labels=[None] * len(kept_rows),
+                    ts=float(call_ts[call]),
+                    weight=float(call_weights[call]),
+                    trace_id=str(call_traces[call]),
+                    rows=kept_rows[lo:hi],
+                    values=kept_values[lo:hi],
+                    scores=kept_scores[lo:hi],
+                    labels=[None] * (hi - lo),
                 ),
                 now,
             )
@@ -598,6 +593,36 @@ class JoinBuffer:
             f"JoinBuffer(rows={self._rows}, unlabelled={self._unlabelled_rows}, "
             f"pending_labels={self._pending_rows})"
         )
+
+
+def _normalized_column(
+    column: np.ndarray,
+) -> tuple[list[LabelValue | None], npt.NDArray[np.bool_]]:
+    """``normalize_label`` of every value of a column (``None`` where missing or not a
+    label), and where it is present; numeric columns without a Python step per value."""
+    if column.dtype.kind in "biuf":
+        numbers = np.asarray(column, dtype=np.float64)
+        present = ~np.isnan(numbers)
+        values: list[LabelValue | None] = list(numbers.tolist())
+        return values, present
+    values = [_normalize_value(v) for v in column.tolist()]
+    return values, np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+
+
+def _first_valid_per_row(
+    call_of_row: npt.NDArray[np.intp], rows: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    """Positions of the valid entries that are the first of their (call, batch row), in order."""
+    positions = np.flatnonzero(valid)
+    if positions.size < 2:
+        return positions
+    calls, row_ids = call_of_row[positions], rows[positions]
+    order = np.lexsort((positions, row_ids, calls))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = (calls[order][1:] != calls[order][:-1]) | (
+        row_ids[order][1:] != row_ids[order][:-1]
+    )
+    return np.sort(positions[order[first]])
 
 
 def _normalize_value(value: Any) -> LabelValue | None:
