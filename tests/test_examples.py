@@ -187,75 +187,16 @@ def test_fastapi_app(receiver: OtlpReceiver) -> None:
     assert not [s for s in spans if "healthz" in s.name]
 
 
-@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-import", "preload"])
-def test_gunicorn_two_workers_each_export(receiver: OtlpReceiver, preload: bool) -> None:
-    port = free_port()
-    command = [
-        PYTHON,
-        "-m",
-        "gunicorn",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--chdir",
-        str(EXAMPLES),
-        *(["--preload"] if preload else []),
-        "flask_app:app",
-    ]
-    process = _start_server(
-        command, receiver.endpoint, port, OTEL_PYTHON_FLASK_EXCLUDED_URLS="healthz"
-    )
+def _spans_from_two_workers(
+    receiver: OtlpReceiver, command: list[str], port: int, body: object, **env: str
+) -> list[ReceivedSpan]:
+    """Serve with ``command`` (two workers), post until both workers answered, and
+    return the spans once server spans from both workers arrived. Each server span
+    has its model span as child, from the same worker."""
+    process = _start_server(command, receiver.endpoint, port, **env)
     pids: set[int] = set()
     try:
         base = f"http://127.0.0.1:{port}"
-        row = [{"tenure_months": 40, "monthly_charges": 30}]
-        for _ in range(200):
-            # A new connection per request, so the kernel spreads them over workers.
-            answer = requests.post(
-                f"{base}/predict", json=row, headers={"Connection": "close"}, timeout=10
-            )
-            assert answer.status_code == 200
-            pids.add(answer.json()["pid"])
-            if len(pids) == 2:
-                break
-        assert len(pids) == 2, "requests never reached both workers"
-        spans = receiver.wait_for_spans(
-            lambda s: len({x.resource["service.instance.id"] for x in s if x.kind == "SERVER"}) == 2
-        )
-    finally:
-        _stop(process)
-    for server in (s for s in spans if s.kind == "SERVER"):
-        (model,) = [s for s in spans if s.name == "predict churn" and s.trace_id == server.trace_id]
-        assert model.parent_span_id == server.span_id
-        assert model.resource["service.instance.id"] == server.resource["service.instance.id"]
-        assert server.attributes[semconv.MODEL_NAME] == "churn"
-
-
-def test_uvicorn_two_workers_each_export(receiver: OtlpReceiver) -> None:
-    # uvicorn starts its workers as fresh processes: each configures its own providers.
-    port = free_port()
-    command = [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        "--app-dir",
-        str(EXAMPLES),
-        "--workers",
-        "2",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "fastapi_app:app",
-    ]
-    process = _start_server(
-        command, receiver.endpoint, port, OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="healthz"
-    )
-    pids: set[int] = set()
-    try:
-        base = f"http://127.0.0.1:{port}"
-        body = {"tenure_months": 40, "monthly_charges": 30, "plan": "pro"}
         for _ in range(300):
             # A new connection per request, so the kernel spreads them over workers.
             answer = requests.post(
@@ -275,4 +216,50 @@ def test_uvicorn_two_workers_each_export(receiver: OtlpReceiver) -> None:
         (model,) = [s for s in spans if s.name == "predict churn" and s.trace_id == server.trace_id]
         assert model.parent_span_id == server.span_id
         assert model.resource["service.instance.id"] == server.resource["service.instance.id"]
-        assert model.attributes["ml.feature.plan"] == "pro"
+        assert server.attributes[semconv.MODEL_NAME] == "churn"
+    return spans
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-import", "preload"])
+def test_gunicorn_two_workers_each_export(receiver: OtlpReceiver, preload: bool) -> None:
+    port = free_port()
+    command = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "2",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        str(EXAMPLES),
+        *(["--preload"] if preload else []),
+        "flask_app:app",
+    ]
+    row = [{"tenure_months": 40, "monthly_charges": 30}]
+    _spans_from_two_workers(receiver, command, port, row, OTEL_PYTHON_FLASK_EXCLUDED_URLS="healthz")
+
+
+def test_uvicorn_two_workers_each_export(receiver: OtlpReceiver) -> None:
+    # uvicorn starts its workers as fresh processes: each configures its own providers.
+    port = free_port()
+    command = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(EXAMPLES),
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "fastapi_app:app",
+    ]
+    body = {"tenure_months": 40, "monthly_charges": 30, "plan": "pro"}
+    spans = _spans_from_two_workers(
+        receiver, command, port, body, OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="healthz"
+    )
+    models = [s for s in spans if s.name == "predict churn"]
+    assert models and all(s.attributes["ml.feature.plan"] == "pro" for s in models)
