@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind
 
 import modeltrace
 from modeltrace import runtime, semconv
+from sdk_harness import data_points
 
 _SERVER_ATTRIBUTES = {
     "http.request.method": "POST",
@@ -159,18 +160,8 @@ def fitted_model(kind: str = "logistic", n_features: int = 20) -> tuple[Any, np.
 
 
 def _dropped_from_metrics(reader: InMemoryMetricReader) -> int:
-    data = reader.get_metrics_data()
-    if data is None:
-        return 0
     return int(
-        sum(
-            point.value
-            for rm in data.resource_metrics
-            for sm in rm.scope_metrics
-            for metric in sm.metrics
-            if metric.name == semconv.METRIC_SDK_SPANS_DROPPED
-            for point in metric.data.data_points
-        )
+        sum(point.value for point in data_points(reader).get(semconv.METRIC_SDK_SPANS_DROPPED, []))
     )
 
 

@@ -28,7 +28,7 @@ from modeltrace.drift import (
     UnknownModelError,
 )
 from modeltrace.drift.otlp_fast import extract_request
-from sdk_harness import Telemetry
+from sdk_harness import Telemetry, data_points
 
 ROWS_PER_SPAN = 8
 SPAN_END_NS = 1_700_000_000_000_000_000
@@ -255,13 +255,7 @@ def test_kill_9_after_acknowledged_durable_ingest(tmp_path: Path, factory: SpanF
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
-    data = reader.get_metrics_data()
-    out: dict[str, list[Any]] = {}
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                out.setdefault(metric.name, []).extend(metric.data.data_points)
-    return out
+    return data_points(reader)
 
 
 def test_gauges_publish_the_latest_report(factory: SpanFactory) -> None:

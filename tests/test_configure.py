@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import modeltrace
 from modeltrace import semconv
 from otlp_receiver import OtlpReceiver
+from sdk_harness import data_points
 
 
 def _closed_port() -> int:
@@ -164,14 +165,7 @@ def test_dead_endpoint_never_blocks_and_shutdown_is_bounded(protocol: str) -> No
     started = time.perf_counter()
     handle.shutdown(1500)
     assert time.perf_counter() - started < 3.0
-    points = [
-        p
-        for rm in reader.get_metrics_data().resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == semconv.METRIC_SDK_SPANS_DROPPED
-        for p in m.data.data_points
-    ]
+    points = data_points(reader).get(semconv.METRIC_SDK_SPANS_DROPPED, [])
     dropped = sum(p.value for p in points)
     assert dropped > 0
     assert {p.attributes[semconv.DROP_REASON] for p in points} <= {
@@ -196,14 +190,7 @@ def test_drops_are_counted_exactly() -> None:
     for i in range(100):
         predict([float(i)])
     assert handle.shutdown(5000)
-    points = [
-        p
-        for rm in reader.get_metrics_data().resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == semconv.METRIC_SDK_SPANS_DROPPED
-        for p in m.data.data_points
-    ]
+    points = data_points(reader).get(semconv.METRIC_SDK_SPANS_DROPPED, [])
     # nothing reached the dead endpoint: every one of the 100 spans is counted as lost
     assert sum(p.value for p in points) == 100
 

@@ -26,6 +26,7 @@ from modeltrace.drift.label_upload import (
     parse_json_labels,
 )
 from modeltrace.drift.labels import JoinBuffer
+from sdk_harness import data_points
 
 MODEL, VERSION = "churn", "3"
 
@@ -327,14 +328,11 @@ def test_realized_classification_matches_sklearn_with_sample_weights() -> None:
     assert perf["estimated"]["calibrated"] is False  # no labelled reference sample
     # the gauges: realized, estimated (prefixed) and the coverage; the join counters
     points = {}
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                for point in metric.data.data_points:
-                    attrs = dict(point.attributes)
-                    key = attrs.get(semconv.PERFORMANCE_METRIC) or attrs.get(semconv.JOIN_OUTCOME)
-                    points[(metric.name, key)] = point.value
+    for name, metric_points in data_points(reader).items():
+        for point in metric_points:
+            attrs = dict(point.attributes)
+            key = attrs.get(semconv.PERFORMANCE_METRIC) or attrs.get(semconv.JOIN_OUTCOME)
+            points[(name, key)] = point.value
     assert points[(semconv.METRIC_PERFORMANCE, "accuracy")] == pytest.approx(realized["accuracy"])
     assert points[(semconv.METRIC_PERFORMANCE, "estimated_accuracy")] == pytest.approx(
         perf["estimated"]["metrics"]["accuracy"]

@@ -21,6 +21,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import modeltrace
 from modeltrace import semconv
 from modeltrace.export import DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE
+from sdk_harness import data_points
 from span_load import ReceiverProcess, run_load
 
 
@@ -112,13 +113,6 @@ def test_dead_endpoint_keeps_memory_bounded_and_counts_every_drop() -> None:
         started = time.perf_counter()
         handle.shutdown(1500)
         assert time.perf_counter() - started < 3.0
-    points = [
-        p
-        for rm in reader.get_metrics_data().resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == semconv.METRIC_SDK_SPANS_DROPPED
-        for p in m.data.data_points
-    ]
+    points = data_points(reader).get(semconv.METRIC_SDK_SPANS_DROPPED, [])
     # Nothing reached the dead endpoint: all 3600 spans are counted as lost.
     assert sum(p.value for p in points) == 3600

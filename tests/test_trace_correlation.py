@@ -25,18 +25,13 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import modeltrace
 from modeltrace import runtime, semconv
-from sdk_harness import Telemetry, telemetry  # noqa: F401 (fixture)
+from sdk_harness import Telemetry, data_points, telemetry  # noqa: F401 (fixture)
 
 
 def _collect(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     """Metric name -> points of ONE collection (exemplars are reset by each collection)."""
-    data = reader.get_metrics_data()
-    assert data is not None
-    out: dict[str, list[Any]] = {}
-    for resource_metrics in data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                out.setdefault(metric.name, []).extend(metric.data.data_points)
+    out = data_points(reader)
+    assert out, "the reader collected nothing"
     return out
 
 
