@@ -46,7 +46,7 @@ from .sketches import (
     FeatureKind,
     FeatureSketch,
     as_float,
-    category_keys,
+    category_codes,
 )
 
 FORMAT = "modeltrace.reference"
@@ -248,6 +248,7 @@ class FeatureReference:
         if kind is None:
             kind = infer_kind(column)
         summary: dict[str, Any] = {}
+        codes: tuple[list[str], np.ndarray] | None = None
         if kind == "numeric":
             x = as_float(column)
             finite = x[np.isfinite(x)]
@@ -264,16 +265,20 @@ class FeatureReference:
             binning = Binning("numeric", edges=edges)
             category_counts: dict[str, int] = {}
         else:
-            keys, missing_mask = category_keys(column)
-            uniques, freq = np.unique(keys[~missing_mask], return_counts=True)
-            order = np.lexsort((uniques, -freq))  # most frequent first, ties by name
-            ranked = [(str(uniques[i]), int(freq[i])) for i in order]
+            codes = category_codes(column)
+            keys, row_codes = codes
+            freq = np.bincount(row_codes[row_codes >= 0], minlength=len(keys)).tolist()
+            # most frequent first, ties by name
+            ranked = sorted(
+                ((k, f) for k, f in zip(keys, freq, strict=True) if f),
+                key=lambda kf: (-kf[1], kf[0]),
+            )
             known = frozenset(u for u, _ in ranked) if len(ranked) <= MAX_KNOWN_CATEGORIES else None
             top = ranked[:top_k]
             binning = Binning("categorical", categories=tuple(u for u, _ in top), known=known)
             category_counts = dict(top)
         sketch = FeatureSketch(binning, reservoir_size=0, exemplars_per_bin=0, seed=seed)
-        sketch.update(column, np.ones(column.shape[0]))
+        sketch.update_checked(column, np.ones(column.shape[0]), codes=codes)
         return cls(
             name=name,
             kind=kind,
