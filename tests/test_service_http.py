@@ -15,11 +15,13 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -196,6 +198,133 @@ def test_bad_input_answers_precisely_and_the_service_stays_up(
         assert client.get("/healthz").status_code == 200
         ok = client.post("/v1/traces", headers=PROTOBUF, content=_request().SerializeToString())
         assert ok.status_code == 200
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (tag and length are single-byte varints or not)."""
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    return _VarintBytes(number << 3 | 2) + _VarintBytes(len(payload)) + payload
+
+
+def _with_headers(model: str) -> ExportTraceServiceRequest:
+    """``_request`` with the resource attributes and scope an OTel SDK sends."""
+    request = _request(model=model, spans=4)
+    resource_spans = request.resource_spans[0]
+    for key, value in (("service.name", "scoring"), ("telemetry.sdk.language", "python")):
+        resource_spans.resource.attributes.add(key=key).value.string_value = value
+    resource_spans.schema_url = "https://opentelemetry.io/schemas/1.21.0"
+    scope = resource_spans.scope_spans[0].scope
+    scope.name, scope.version = "modeltrace", "1.0"
+    scope.attributes.add(key="scope.kind").value.int_value = 7
+    return request
+
+
+def _spliced(request: ExportTraceServiceRequest, resource: bytes, scope: bytes) -> bytes:
+    """The request's bytes with its (only) Resource and InstrumentationScope replaced by
+    the given bytes, every enclosing length recomputed: the spans are the real ones."""
+    resource_spans = request.resource_spans[0]
+    scope_spans = resource_spans.scope_spans[0]
+    spans = b"".join(_field(2, span.SerializeToString()) for span in scope_spans.spans)
+    inner = _field(1, resource) + _field(2, _field(1, scope) + spans)
+    inner += _field(3, resource_spans.schema_url.encode())
+    return _field(1, inner)
+
+
+def _header_corruptions() -> list[tuple[str, bytes, bytes, str]]:
+    request = _with_headers("m")
+    resource = request.resource_spans[0].resource.SerializeToString()
+    scope = request.resource_spans[0].scope_spans[0].scope.SerializeToString()
+    assert resource[0] == 0x0A and scope[0] == 0x0A and resource[1] < 0x80 and scope[1] < 0x80
+    too_long = bytes([resource[0], 0x7F]) + resource[2:]
+    name_too_long = bytes([scope[0], 0x7F]) + scope[2:]
+    return [
+        # (id, resource bytes, scope bytes, message fragment)
+        (
+            "resource-attribute-runs-past-resource",
+            too_long,
+            scope,
+            "resource_spans[0].resource.attributes[0]: length 127 at byte",
+        ),
+        (
+            "resource-truncated-varint",
+            resource + b"\x10\x80",  # dropped_attributes_count, varint cut by the block end
+            scope,
+            "resource_spans[0].resource.dropped_attributes_count: truncated varint (value)",
+        ),
+        (
+            "resource-attribute-truncated-length",
+            resource + b"\x0a\xff",  # another attribute whose length is cut
+            scope,
+            "resource_spans[0].resource.attributes[2]: truncated varint (length)",
+        ),
+        (
+            "scope-name-runs-past-scope",
+            resource,
+            name_too_long,
+            "resource_spans[0].scope_spans[0].scope.name: length 127 at byte",
+        ),
+        (
+            "scope-truncated-tag",
+            resource,
+            scope + b"\xa8",  # a field tag whose varint is cut by the block end
+            "resource_spans[0].scope_spans[0].scope: truncated varint (field tag)",
+        ),
+        (
+            "scope-name-not-utf8",
+            resource,
+            _field(1, b"model\xfftrace") + scope[2 + scope[1] :],
+            "resource_spans[0].scope_spans[0].scope.name: string at byte",
+        ),
+    ]
+
+
+def _spans_of(client: httpx.Client, model: str) -> int:
+    models = client.get("/api/v1/models").json()
+    return sum(v["spans"] for m in models if m["model"] == model for v in m["versions"])
+
+
+@pytest.mark.parametrize(
+    ("resource", "scope", "fragment"),
+    [case[1:] for case in _header_corruptions()],
+    ids=[case[0] for case in _header_corruptions()],
+)
+def test_malformed_resource_or_scope_is_rejected_whole_on_http_and_grpc(
+    service: ServiceProcess, resource: bytes, scope: bytes, fragment: str, request: Any
+) -> None:
+    model = "hdr-" + request.node.callspec.id
+    real = _with_headers(model)
+    original = real.resource_spans[0]
+    good = _spliced(
+        real,
+        original.resource.SerializeToString(),
+        original.scope_spans[0].scope.SerializeToString(),
+    )
+    assert ExportTraceServiceRequest.FromString(good) == real  # the splicing is exact
+    bad = _spliced(real, resource, scope)
+    with pytest.raises(DecodeError):
+        ExportTraceServiceRequest.FromString(bad)
+    with service.client() as client:
+        response = client.post("/v1/traces", headers=PROTOBUF, content=bad)
+        assert response.status_code == 400, response.text
+        message = _status_message(response)
+        assert message.startswith("malformed protobuf ExportTraceServiceRequest: ")
+        assert fragment in message
+        assert client.get("/healthz").status_code == 200
+        with grpc.insecure_channel(service.grpc_target) as channel:
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=None,
+                response_deserializer=ExportTraceServiceResponse.FromString,
+            )
+            with pytest.raises(grpc.RpcError) as info:
+                export(bad, timeout=10)
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert fragment in (info.value.details() or "")
+            assert _spans_of(client, model) == 0  # nothing of the rejected bodies was applied
+            assert client.post("/v1/traces", headers=PROTOBUF, content=good).status_code == 200
+            export(good, timeout=10)
+        assert _spans_of(client, model) == 8  # both acknowledged copies, nothing else
 
 
 def test_valid_exports_in_every_encoding_are_acknowledged(service: ServiceProcess) -> None:

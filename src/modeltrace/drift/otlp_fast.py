@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from modeltrace.drift import extract as ex
 from modeltrace.drift import otlp_scan, otlp_wire
@@ -425,10 +427,27 @@ def _templates(
     return groups, generic, ignored
 
 
+def _check_headers(data: bytes, headers: list[tuple[int, int, int, int, int]]) -> None:
+    """Validate what the span decoders skip: each ``Resource``, ``InstrumentationScope``
+    and ``schema_url`` (full protobuf parse / UTF-8 check, a few hundred bytes each);
+    ``_Fallback`` when one is malformed, so the caller's full parse reports it."""
+    for _, scope, number, start, end in headers:
+        try:
+            if number == 1:
+                (Resource if scope < 0 else InstrumentationScope).FromString(data[start:end])
+            elif number == 3:
+                data[start:end].decode("utf-8")
+        except (DecodeError, UnicodeDecodeError) as exc:
+            raise _Fallback from exc
+
+
 def _run(data: bytes) -> ex.Extraction:
-    ranges = otlp_scan.span_ranges(data)
-    if ranges is None:
+    layout = otlp_scan.request_layout(data)
+    if layout is None:
         raise _Fallback
+    if layout.headers:
+        _check_headers(data, layout.headers)
+    ranges = layout.spans
     groups, generic, ignored = _templates(data, ranges)
     blocks: list[_Block] = []
     for template, positions, rows in groups:

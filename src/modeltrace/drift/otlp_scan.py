@@ -35,12 +35,14 @@ __all__ = [
     "CELL_STRING",
     "Cell",
     "ColumnLayout",
+    "RequestLayout",
     "SpanTemplate",
     "build_template",
     "decode_doubles",
     "decode_fixed64",
     "decode_varints",
     "match",
+    "request_layout",
     "span_ranges",
     "stack_spans",
 ]
@@ -161,8 +163,17 @@ def _skip(data: Bytes, wire_type: int, pos: int, end: int) -> int:
     return stop
 
 
-def _children(data: Bytes, start: int, end: int, wanted: int, out: list[tuple[int, int]]) -> None:
-    """Append (start, end) of each length-delimited field ``wanted`` in a message."""
+def _children(
+    data: Bytes,
+    start: int,
+    end: int,
+    wanted: int,
+    out: list[tuple[int, int]],
+    others: list[tuple[int, int, int]] | None = None,
+) -> None:
+    """Append (start, end) of each length-delimited field ``wanted`` in a message;
+    with ``others``, also (field number, start, end) of every other length-delimited
+    field (the payloads the caller still has to validate)."""
     wanted_tag = (wanted << 3) | 2  # one byte for the field numbers used here
     pos = start
     while pos < end:
@@ -182,25 +193,64 @@ def _children(data: Bytes, start: int, end: int, wanted: int, out: list[tuple[in
         number, wire_type = tag >> 3, tag & 7
         if number == 0 or number == wanted:  # the wanted field with another wire type
             raise _GiveUp
+        if wire_type == 2 and others is not None:
+            length, pos = _varint(data, pos, end)
+            stop = pos + length
+            if stop > end:
+                raise _GiveUp
+            others.append((number, pos, stop))
+            pos = stop
+            continue
         pos = _skip(data, wire_type, pos, end)
+
+
+@dataclass(slots=True)
+class RequestLayout:
+    """Where the blocks of a serialized request are: its spans, and the
+    length-delimited fields next to them that the span decoders never read
+    (``ResourceSpans.resource``/``schema_url``, ``ScopeSpans.scope``/``schema_url``
+    and unknown ones) as (resource_spans index, scope_spans index or -1, field
+    number, start, end), so that the caller can validate them."""
+
+    spans: list[tuple[int, int]]
+    headers: list[tuple[int, int, int, int, int]]
+
+
+def request_layout(data: Bytes) -> RequestLayout | None:
+    """The ``RequestLayout`` of a serialized request; ``None`` when it has anything
+    the scanner does not handle (see ``span_ranges``)."""
+    try:
+        resources: list[tuple[int, int]] = []
+        _children(data, 0, len(data), 1, resources)
+        headers: list[tuple[int, int, int, int, int]] = []
+        others: list[tuple[int, int, int]] = []
+        scopes: list[tuple[int, int]] = []
+        owners: list[int] = []  # resource_spans index of each scope_spans
+        for r, (start, end) in enumerate(resources):
+            _children(data, start, end, 2, scopes, others)
+            if others:
+                headers.extend((r, -1, *other) for other in others)
+                others.clear()
+            owners.extend([r] * (len(scopes) - len(owners)))
+        spans: list[tuple[int, int]] = []
+        counts = dict.fromkeys(range(len(resources)), 0)
+        for (start, end), r in zip(scopes, owners, strict=True):
+            _children(data, start, end, 2, spans, others)
+            if others:
+                headers.extend((r, counts[r], *other) for other in others)
+                others.clear()
+            counts[r] += 1
+    except _GiveUp:
+        return None
+    return RequestLayout(spans, headers)
 
 
 def span_ranges(data: Bytes) -> list[tuple[int, int]] | None:
     """(start, end) of every span of a serialized request, in order; ``None`` when
     the request has anything the scanner does not handle (the caller then uses the
     generic decoder, which also reports malformed input)."""
-    try:
-        resources: list[tuple[int, int]] = []
-        _children(data, 0, len(data), 1, resources)
-        scopes: list[tuple[int, int]] = []
-        for start, end in resources:
-            _children(data, start, end, 2, scopes)
-        spans: list[tuple[int, int]] = []
-        for start, end in scopes:
-            _children(data, start, end, 2, spans)
-    except _GiveUp:
-        return None
-    return spans
+    layout = request_layout(data)
+    return None if layout is None else layout.spans
 
 
 # --- templates ------------------------------------------------------------------

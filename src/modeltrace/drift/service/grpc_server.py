@@ -1,6 +1,7 @@
 """OTLP/gRPC ``TraceService/Export`` receiver (grpcio with the opentelemetry-proto stubs).
 
-Each export is serialized into the ingestion queue and answered after its
+Each export arrives as its bytes, is validated and extracted once (a malformed
+body gets INVALID_ARGUMENT naming the problem), queued and answered after its
 group commit. Overload maps to RESOURCE_EXHAUSTED (queue full) and UNAVAILABLE
 (store busy, shutting down), both with a ``RetryInfo`` so OTLP exporters and
 Collectors back off and retry. With a token, calls without the right
@@ -19,25 +20,26 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
+    DESCRIPTOR as _TRACE_SERVICE_FILE,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from modeltrace.drift.otlp_fast import extract_request
 from modeltrace.drift.service.auth import BearerAuth
 from modeltrace.drift.service.ingest_queue import (
     QueueClosedError,
     QueueFullError,
     StoreBusyError,
 )
-from modeltrace.drift.service.otlp_codec import count_spans
+from modeltrace.drift.service.otlp_codec import OtlpDecodeError, parse_protobuf_export
 from modeltrace.drift.service.receiver import TraceReceiver
 
 logger = logging.getLogger("modeltrace.service.grpc")
 
 TRANSPORT = "grpc"
+_SERVICE_NAME = _TRACE_SERVICE_FILE.services_by_name["TraceService"].full_name
 RETRY_DELAY_SECONDS = 1
 # Longest wait for a group commit before answering DEADLINE_EXCEEDED-like UNAVAILABLE.
 COMMIT_WAIT_SECONDS = 60.0
@@ -70,23 +72,28 @@ def _retryable_abort(
     raise AssertionError("unreachable: abort_with_status raises")
 
 
-class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    """Answers each Export after its spans are committed to the store."""
+class TraceServiceServicer:
+    """Answers each Export after its spans are committed to the store.
+
+    The request arrives as its serialized bytes (no gRPC deserializer): it is
+    validated, counted and extracted in one pass, as on OTLP/HTTP, and a
+    malformed body gets INVALID_ARGUMENT with the same message as HTTP's 400."""
 
     def __init__(self, receiver: TraceReceiver) -> None:
         self._receiver = receiver
 
-    def Export(
-        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> ExportTraceServiceResponse:
+    def Export(self, body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
         metrics = self._receiver.metrics
-        if count_spans(request) == 0:
+        try:
+            parsed = parse_protobuf_export(body)
+        except OtlpDecodeError as exc:
+            metrics.record_request(TRANSPORT, "bad_request")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if parsed.spans == 0:
             metrics.record_request(TRANSPORT, "empty")
             return ExportTraceServiceResponse()
         try:
-            payload = request.SerializeToString()
-            # Extracted here, on the gRPC worker, so the writer thread does not.
-            future = self._receiver.submit(payload, extract_request(payload))
+            future = self._receiver.submit(body, parsed.extraction)
         except QueueFullError as exc:
             metrics.record_request(TRANSPORT, "queue_full")
             _retryable_abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
@@ -111,6 +118,20 @@ class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):  # type
             response.partial_success.rejected_spans = outcome.rejected_spans
             response.partial_success.error_message = outcome.error_message
         return response
+
+
+def _trace_service_handler(servicer: TraceServiceServicer) -> grpc.GenericRpcHandler:
+    """``TraceService/Export`` with the request left as bytes (no deserializer)."""
+    return grpc.method_handlers_generic_handler(
+        _SERVICE_NAME,
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                servicer.Export,
+                request_deserializer=None,
+                response_serializer=ExportTraceServiceResponse.SerializeToString,
+            )
+        },
+    )
 
 
 class _AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -157,9 +178,7 @@ def start_grpc_server(
         ],
         maximum_concurrent_rpcs=workers * 4,
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-        TraceServiceServicer(receiver), server
-    )
+    server.add_generic_rpc_handlers((_trace_service_handler(TraceServiceServicer(receiver)),))
     try:
         if tls_cert is not None and tls_key is not None:
             credentials = grpc.ssl_server_credentials(

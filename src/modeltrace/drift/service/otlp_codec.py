@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -70,7 +71,10 @@ def decode_request(body: bytes, encoding: Encoding) -> ExportTraceServiceRequest
         try:
             request.ParseFromString(body)
         except DecodeError as exc:
-            raise OtlpDecodeError(f"malformed protobuf ExportTraceServiceRequest: {exc}") from None
+            detail = describe_malformed(body) or str(exc)
+            raise OtlpDecodeError(
+                f"malformed protobuf ExportTraceServiceRequest: {detail}"
+            ) from None
         return request
     return decode_json_request(body)
 
@@ -159,6 +163,114 @@ def _convert_ids(obj: dict[str, Any], where: str) -> None:
                 f"got {len(value)}"
             )
         obj[key] = base64.b64encode(raw).decode("ascii")
+
+
+# --- naming the problem in a malformed protobuf body ---------------------------------
+
+
+class _Malformed(Exception):
+    """Internal: the first problem found, as the message to answer with."""
+
+
+def _wire_varint(data: bytes, pos: int, end: int, what: str, path: str) -> tuple[int, int]:
+    start, result, shift = pos, 0, 0
+    while pos < end and shift < 70:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    problem = "overlong" if shift >= 70 else "truncated"
+    raise _Malformed(f"{path}: {problem} varint ({what}) at byte {start}")
+
+
+_WIRE_TYPES = {
+    FieldDescriptor.TYPE_DOUBLE: 1,
+    FieldDescriptor.TYPE_FIXED64: 1,
+    FieldDescriptor.TYPE_SFIXED64: 1,
+    FieldDescriptor.TYPE_FLOAT: 5,
+    FieldDescriptor.TYPE_FIXED32: 5,
+    FieldDescriptor.TYPE_SFIXED32: 5,
+    FieldDescriptor.TYPE_STRING: 2,
+    FieldDescriptor.TYPE_BYTES: 2,
+    FieldDescriptor.TYPE_MESSAGE: 2,
+}
+
+
+def _walk(
+    data: bytes, start: int, end: int, descriptor: Descriptor | None, path: str, group: int = 0
+) -> int:
+    """Check the wire format of one message (``descriptor`` None: the unknown group of
+    field ``group``, structure only); returns where it ends or raises ``_Malformed``."""
+    counts: dict[int, int] = {}
+    pos = start
+    while pos < end:
+        at = pos
+        tag, pos = _wire_varint(data, pos, end, "field tag", path or "request")
+        number, wire_type = tag >> 3, tag & 7
+        field = descriptor.fields_by_number.get(number) if descriptor is not None else None
+        name = field.name if field is not None else f"<unknown field {number}>"
+        if field is not None and field.is_repeated:
+            name = f"{name}[{counts.get(number, 0)}]"
+            counts[number] = counts.get(number, 0) + 1
+        where = f"{path}.{name}" if path else name
+        if number == 0:
+            raise _Malformed(f"{path or 'request'}: field number 0 at byte {at}")
+        if wire_type == 0:
+            pos = _wire_varint(data, pos, end, "value", where)[1]
+        elif wire_type in (1, 5):
+            size = 8 if wire_type == 1 else 4
+            if pos + size > end:
+                raise _Malformed(
+                    f"{where}: {size}-byte value at byte {pos} runs past the end of "
+                    f"{path or 'the request'} (byte {end})"
+                )
+            pos += size
+        elif wire_type == 2:
+            length, pos = _wire_varint(data, pos, end, "length", where)
+            stop = pos + length
+            if stop > end:
+                raise _Malformed(
+                    f"{where}: length {length} at byte {pos} runs past the end of "
+                    f"{path or 'the request'} (byte {end})"
+                )
+            expected = None if field is None else _WIRE_TYPES.get(field.type, 0)
+            if field is not None and expected == 2:
+                if field.type == FieldDescriptor.TYPE_MESSAGE:
+                    _walk(data, pos, stop, field.message_type, where)
+                elif field.type == FieldDescriptor.TYPE_STRING:
+                    try:
+                        data[pos:stop].decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _Malformed(
+                            f"{where}: string at byte {pos} is not valid UTF-8"
+                        ) from None
+            pos = stop
+        elif wire_type == 3:
+            pos = _walk(data, pos, end, None, where, number)
+        elif wire_type == 4:
+            if descriptor is None and number == group:
+                return pos
+            raise _Malformed(f"{where}: unexpected end-group tag at byte {at}")
+        else:
+            raise _Malformed(f"{where}: invalid wire type {wire_type} at byte {at}")
+    if descriptor is None and path:
+        raise _Malformed(f"{path}: group not closed before byte {end}")
+    return pos
+
+
+def describe_malformed(body: bytes) -> str | None:
+    """Where and what the first wire-format problem of a protobuf export request is
+    (e.g. ``resource_spans[0].resource.attributes[1]: length 300 at byte 42 runs past
+    the end of resource_spans[0].resource (byte 80)``); ``None`` if none is found."""
+    try:
+        _walk(body, 0, len(body), ExportTraceServiceRequest.DESCRIPTOR, "")
+    except _Malformed as exc:
+        return str(exc)
+    except RecursionError:
+        return "nesting too deep"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
