@@ -176,3 +176,30 @@ def test_exemplars_of_a_batch_equal_remembering_row_by_row() -> None:
         for b in range(mine.binning.n_bins):
             assert mine.exemplars(b) == other.exemplars(b)
         np.testing.assert_array_equal(mine.counts, other.counts)
+
+
+def test_exemplars_of_drifting_batches_equal_remembering_row_by_row() -> None:
+    """Batches sorted by value (a drift within the batch): most bins have no rows in
+    the batch's tail, so their exemplars come from earlier rows."""
+    from modeltrace.drift.sketches import update_numeric_sketches
+
+    reference = _reference_for_batches()
+    rng = np.random.default_rng(14)
+    names = [n for n, f in reference.features.items() if f.kind == "numeric"]
+    batched = [reference.features[n].new_sketch(exemplars_per_bin=3) for n in names]
+    by_row = [reference.features[n].new_sketch(exemplars_per_bin=3) for n in names]
+    for n, descending in ((2000, False), (900, True)):
+        columns = _numeric_batch(rng, n, reference)
+        columns = {m: np.sort(v)[::-1] if descending else np.sort(v) for m, v in columns.items()}
+        trace_ids = [f"{n:08x}{row:024x}" for row in range(n)]
+        update_numeric_sketches(batched, [columns[m] for m in names], np.ones(n), trace_ids)
+        for row in range(n):
+            for sketch, name in zip(by_row, names, strict=True):
+                sketch.update(columns[name][row : row + 1], np.ones(1), trace_ids[row : row + 1])
+    remembered = 0
+    for mine, other in zip(batched, by_row, strict=True):
+        for b in range(mine.binning.n_bins):
+            assert mine.exemplars(b) == other.exemplars(b)
+            remembered += len(mine.exemplars(b))
+        np.testing.assert_array_equal(mine.counts, other.counts)
+    assert remembered > 3 * len(names)

@@ -397,18 +397,22 @@ def _last_rows_per_bin(ids: np.ndarray, n_ids: int, limit: int) -> tuple[np.ndar
     rare = (counts > 0) & ~common
     rare[n_ids] = False
     tail = min(size, 64 * limit)
-    if common.any():
-        while tail < size:
-            found = np.bincount(ids[:, size - tail :].ravel(), minlength=counts.size)
-            if bool(np.all(found[common] >= limit)):
-                break
-            tail = min(size, tail * 4)
-        line, column = np.nonzero(common[ids[:, size - tail :]])
-        rows = line * size + column + (size - tail)  # flat indices into ids
+    if tail < size and common.any():
+        # Common bins find theirs in the tail; those with fewer than ``limit`` rows
+        # there (sparse ones, usually few rows) are taken from the whole batch,
+        # like the rare ones, instead of widening the tail for every bin.
+        found = np.bincount(ids[:, size - tail :].ravel(), minlength=counts.size)
+        everywhere = rare | (common & (found < limit))
+        head = size - tail
+        if everywhere.any():
+            line, column = np.nonzero(everywhere[ids[:, :head]])
+            early = line * size + column
+        else:
+            early = empty
+        line, column = np.nonzero((common | rare)[ids[:, head:]])
+        rows = np.concatenate([early, line * size + column + head])
     else:
-        rows = empty
-    if rare.any():
-        rows = np.concatenate([np.flatnonzero(rare[ids]), rows])
+        rows = np.flatnonzero((common | rare)[ids])
     if rows.size == 0:
         return empty, empty
     flat = ids.ravel()
