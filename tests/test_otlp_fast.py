@@ -23,7 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from drift_spans import SpanFactory, any_value, prediction_attributes, random_rows, to_request
 from modeltrace import semconv
-from modeltrace.drift import otlp_fast, otlp_scan
+from modeltrace.drift import otlp_fast, otlp_scan, otlp_slots
 from modeltrace.drift.extract import Extraction, InvalidPayloadError, ModelRows, extract_otlp
 
 END_NS = 1_700_000_000_123_456_789
@@ -88,8 +88,15 @@ LAYOUTS = [
     "empty",
     "ragged",
     "long_doubles",
+    "varied_strings",
+    "short_strings",
+    "text_and_numbers",
+    "scalar_varied",
 ]
 WORDS = ["a", "bb", "", "é", "ccc", "日本"]
+# Strings of many lengths (slotted templates): missing (None, ""), non-ASCII, and
+# lengths around the one-byte varint limit up to the SDK's 256-character cut.
+VARIED = ["a", "bb", "", None, "é", "日本語", "x" * 125, "y" * 126, "z" * 256, "ü" * 256]
 
 
 def _feature_value(layout: str, n: int, rng: np.random.Generator) -> Any:
@@ -121,6 +128,17 @@ def _feature_value(layout: str, n: int, rng: np.random.Generator) -> Any:
         return None
     if layout == "ragged":
         return rng.normal(size=n + 1).tolist()
+    if layout == "varied_strings":
+        return [VARIED[i] for i in rng.integers(0, len(VARIED), n)]
+    if layout == "short_strings":  # one slotted template covers these spans
+        return [
+            None if r < 0.2 else "" if r < 0.3 else "c" * int(k)
+            for r, k in zip(rng.random(n).tolist(), rng.integers(1, 4, n).tolist(), strict=True)
+        ]
+    if layout == "text_and_numbers":  # strings of varying length next to numbers
+        return ["t" * int(k) if i % 2 == 0 else 2.5 for i, k in enumerate(rng.integers(0, 3, n))]
+    if layout == "scalar_varied":
+        return VARIED[int(rng.integers(0, len(VARIED)))]
     return rng.normal(size=14).tolist()  # long_doubles: more than 11 elements
 
 
@@ -139,7 +157,9 @@ def span_shapes(draw: st.DrawFn) -> dict[str, Any]:
         "version": draw(st.sampled_from(["1", "2", None, 3])),
         "rows": draw(st.integers(1, 4)),
         "features": features,
-        "prediction": draw(st.sampled_from([None, "doubles", "scalar_int", "strings"])),
+        "prediction": draw(
+            st.sampled_from([None, "doubles", "scalar_int", "strings", "short_strings"])
+        ),
         "rate": draw(st.sampled_from([None, "valid", 1, 0.0, 1.5, "nan", "text"])),
         "indices": draw(st.sampled_from(["rows", "rows", None, "short", "scalar", "wide"])),
         "pid": draw(st.sampled_from([None, "ascii", "unicode", "int", "empty"])),
@@ -237,6 +257,128 @@ def test_fast_path_equals_generic_decoder(
     if fast is not None:
         assert_same(fast, slow)
     assert_same(extract_otlp(data), slow)
+
+
+TEXT_LAYOUTS = [
+    "varied_strings",
+    "short_strings",
+    "text_and_numbers",
+    "scalar_varied",
+    "scalar_string",
+    "strings",
+    "doubles",
+    "empty",
+]
+
+
+@st.composite
+def text_shapes(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid prediction spans with text features (the slotted templates' spans)."""
+    features = draw(
+        st.dictionaries(
+            st.sampled_from(["color", "city", "plan", "age"]),
+            st.sampled_from(TEXT_LAYOUTS),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    return {
+        "kind": "predict",
+        "model": draw(st.sampled_from(["churn", "fraud"])),
+        "version": "1",
+        "rows": draw(st.integers(1, 6)),
+        "features": features,
+        "prediction": draw(st.sampled_from([None, "doubles", "short_strings"])),
+        "rate": draw(st.sampled_from([None, "valid"])),
+        "indices": draw(st.sampled_from(["rows", None])),
+        "pid": draw(st.sampled_from([None, "ascii", "unicode"])),
+        "error_type": None,
+        "status": draw(st.sampled_from([None, 2])),
+        "start": "before",
+        "end": "set",
+        "trace_id": 16,
+        "extra": draw(st.sampled_from([None, None, "http"])),
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(text_shapes(), min_size=1, max_size=3),
+    order=st.lists(st.integers(0, 2), min_size=1, max_size=30),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_text_features_equal_generic_decoder(
+    shapes: list[dict[str, Any]], order: list[int], seed: int
+) -> None:
+    """Strings of varying length, missing values (None, ""), non-ASCII text, strings
+    at and past the one-byte length limit, scalars and arrays, text next to numbers:
+    the slotted templates (``otlp_slots``) give the generic decoder's rows."""
+    data = build_request(shapes, [i % len(shapes) for i in order], seed)
+    slow = generic(data)
+    fast = otlp_fast.extract_request(data)
+    assert fast is not None  # valid spans: the fast path never declines here
+    assert_same(fast, slow)
+
+
+def _text_request(spans: int, seed: int) -> bytes:
+    shape = {
+        "kind": "predict",
+        "model": "churn",
+        "version": "1",
+        "rows": 20,
+        "features": {"age": "doubles", "color": "short_strings", "city": "varied_strings"},
+        "prediction": "doubles",
+        "rate": "valid",
+        "indices": "rows",
+        "pid": None,
+        "error_type": None,
+        "status": None,
+        "start": "before",
+        "end": "set",
+        "trace_id": 16,
+        "extra": None,
+    }
+    return build_request([shape], [0] * spans, seed=seed)
+
+
+def test_slotted_templates_take_spans_with_text_features() -> None:
+    data = _text_request(60, seed=4)
+    ranges = otlp_scan.span_ranges(data)
+    assert ranges is not None and len(ranges) == 60
+    groups = otlp_slots.group(data, ranges, lambda _: False, lambda _: None)
+    taken = sorted(p for g in groups for p in g.positions.tolist())
+    assert taken == list(range(60))  # every span, in at most MAX_BUILDS groups
+    assert len({len(r) for r in map(bytes, (data[s:e] for s, e in ranges))}) > 1
+    fast = otlp_fast.extract_request(data)
+    assert fast is not None
+    assert_same(fast, generic(data))
+    city = fast.batches[("churn", "1")].columns["city"]
+    assert city.dtype == object and None in city.tolist() and "z" * 256 in city.tolist()
+
+
+def test_slotted_templates_reject_invalid_utf8_like_the_generic_decoder() -> None:
+    shape_data = _text_request(10, seed=5)
+    marker = "c" * 3  # a short_strings value; swap one occurrence for invalid UTF-8
+    raw = marker.encode()
+    at = shape_data.index(b"\x0a\x03" + raw)
+    data = shape_data[: at + 2] + b"\xff\xfe\xfd" + shape_data[at + 5 :]
+    slow = generic(data)
+    assert slow.rejected == 1
+    fast = otlp_fast.extract_request(data)
+    if fast is not None:
+        assert_same(fast, slow)
+    assert_same(extract_otlp(data), slow)
+
+
+def test_slotted_templates_check_the_enclosing_lengths() -> None:
+    """A string one byte longer with the array length left as it was is not the
+    template's layout: the request goes to the generic decoder, which rejects it."""
+    data = _text_request(6, seed=6)
+    at = data.index(b"\x0a\x03\x0a\x01c")  # element: AnyValue(string_value="c")
+    broken = data[:at] + b"\x0a\x04\x0a\x02cc" + data[at + 5 :]  # one byte longer
+    with pytest.raises(InvalidPayloadError):
+        generic(broken)
+    assert otlp_fast.extract_request(broken) is None
 
 
 # --- the fast path is taken where it matters ----------------------------------------

@@ -30,7 +30,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from modeltrace.drift import extract as ex
-from modeltrace.drift import otlp_scan, otlp_wire
+from modeltrace.drift import otlp_scan, otlp_slots, otlp_wire
 from modeltrace.drift.call_stats import CallRecords
 from modeltrace.drift.otlp_scan import Cell, SpanTemplate
 
@@ -377,13 +377,15 @@ class _Grouping:
 
 
 def _templates(
-    data: bytes, ranges: list[tuple[int, int]]
+    data: bytes, ranges: list[tuple[int, int]], taken: set[int] | None = None
 ) -> tuple[list[tuple[SpanTemplate, npt.NDArray[np.intp], np.ndarray]], list[int], int]:
     """Group the spans by template: (template, positions, rows) per prediction
-    group, the positions left to the generic decoder, and the ignored span count."""
+    group, the positions left to the generic decoder, and the ignored span count
+    (spans in ``taken`` are left out: the slotted templates have them)."""
     by_length: dict[int, list[int]] = {}
     for position, (start, end) in enumerate(ranges):
-        by_length.setdefault(end - start, []).append(position)
+        if not taken or position not in taken:
+            by_length.setdefault(end - start, []).append(position)
     groups = []
     generic: list[int] = []
     ignored = 0
@@ -441,6 +443,36 @@ def _check_headers(data: bytes, headers: list[tuple[int, int, int, int, int]]) -
             raise _Fallback from exc
 
 
+def _slot_blocks(
+    data: bytes, ranges: list[tuple[int, int]], generic: list[int]
+) -> tuple[list[_Block], set[int]]:
+    """Blocks of the spans matching slotted templates (text features, see
+    ``otlp_slots``), and every position those templates took; the positions of
+    spans they reject are appended to ``generic``."""
+
+    def plain(position: int) -> bool:
+        start, end = ranges[position]
+        known = _CACHE.get(end - start)
+        if not known:
+            return False
+        row = otlp_scan.stack_spans(data, [ranges[position]], end - start)
+        return any(bool(otlp_scan.match(template, row)[0]) for template in known)
+
+    blocks: list[_Block] = []
+    taken: set[int] = set()
+    for found in otlp_slots.group(data, ranges, plain, _CACHE.add):
+        taken.update(found.positions.tolist())
+        try:
+            block, others = otlp_slots.decode(found, _decode_block)
+        except (ex._RejectedSpan, _Fallback):
+            generic.extend(found.positions.tolist())
+            continue
+        generic.extend(others.tolist())
+        if block.positions.size:
+            blocks.append(block)
+    return blocks, taken
+
+
 def _run(data: bytes) -> ex.Extraction:
     layout = otlp_scan.request_layout(data)
     if layout is None:
@@ -448,8 +480,10 @@ def _run(data: bytes) -> ex.Extraction:
     if layout.headers:
         _check_headers(data, layout.headers)
     ranges = layout.spans
-    groups, generic, ignored = _templates(data, ranges)
-    blocks: list[_Block] = []
+    slot_generic: list[int] = []
+    blocks, taken = _slot_blocks(data, ranges, slot_generic)
+    groups, generic, ignored = _templates(data, ranges, taken)
+    generic.extend(slot_generic)
     for template, positions, rows in groups:
         try:
             block, others = _decode_block(template, positions, rows)

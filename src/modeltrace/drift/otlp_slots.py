@@ -1,0 +1,434 @@
+"""Span templates with variable-length strings (text features) for ``otlp_fast``.
+
+A ``SpanTemplate`` (``otlp_scan``) only matches spans whose every byte is where
+the template's is, so spans carrying categorical features (strings of varying
+length: ``"red"``, ``"green"``, missing values) rarely share one and fell back to
+the generic decoder. Here the values of a template's text columns become *slots*:
+each array element (``values`` tag, length, then nothing or a ``string_value``)
+and each scalar text ``KeyValue.value`` may have any length in a matching span.
+``SlottedTemplate.match`` walks the slots of many spans at once with numpy (one
+step per slot, over all spans), checks that the enclosing lengths (the array's,
+the ``KeyValue``'s) add up, copies each span's bytes outside the slots into the
+template's layout (``normalized`` rows: the template's own bytes in the slots),
+and checks those rows against the template byte mask as ``otlp_scan.match`` does.
+The strings themselves are read in bulk (one ``np.unique`` over every slot of
+every span, then one UTF-8 decode per distinct string).
+
+``decode`` turns a matched group into ``otlp_fast``'s block: the template's decoder
+on the normalized rows, then the text columns overwritten with the slot values,
+with the generic decoder's types (``None`` for a missing or empty string; a column
+without any string-typed value stays numeric).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modeltrace.drift import otlp_scan
+from modeltrace.drift.otlp_scan import CELL_EMPTY, CELL_STRING, ColumnLayout, SpanTemplate
+
+__all__ = ["SlotGroup", "SlottedTemplate", "build", "decode", "group"]
+
+IntArray = npt.NDArray[np.intp]
+UInt8Array = npt.NDArray[np.uint8]
+
+# Bytes of distinct strings read in one batch (n strings x longest string).
+_MAX_STRING_BATCH = 1 << 26
+# Slotted templates tried per request (recently used ones are tried first).
+MAX_BUILDS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One variable-length value: an array element or a scalar ``KeyValue.value``."""
+
+    offset: int  # of its tag (0x0A element, 0x12 KeyValue.value), from the span start
+    size: int  # its bytes in the template span (tag, length, AnyValue)
+    tag: int
+    column: int  # index into template.columns
+    cell: int  # index into that column's cells
+    scalar: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Length:
+    """A length varint enclosing slots ``first..stop-1`` (an ArrayValue's, a KeyValue's)."""
+
+    offset: int
+    size: int  # bytes of the varint (pinned)
+    value: int  # in the template span
+    first: int
+    stop: int
+
+
+@dataclass(slots=True)
+class SlottedTemplate:
+    template: SpanTemplate
+    slots: list[Slot]
+    lengths: list[Length]
+    segments: list[tuple[int, int, int]]  # (template offset, width, slots before it)
+    filler: UInt8Array  # the template span's bytes, padded to whole words
+
+
+@dataclass(slots=True)
+class SlotGroup:
+    """Spans that matched a slotted template."""
+
+    template: SlottedTemplate
+    positions: IntArray  # span numbers in the request, ascending
+    rows: UInt8Array  # normalized rows (the template's layout)
+    values: npt.NDArray[Any]  # (spans, slots) object: str or None
+    typed: npt.NDArray[np.bool_]  # (spans, slots): a string-typed value (text column)
+
+
+# --- building -------------------------------------------------------------------
+
+
+class _SlotBuilder(otlp_scan._Builder):
+    """``otlp_scan``'s template builder that also records the slots of text columns."""
+
+    def __init__(self, data: otlp_scan.Bytes, start: int, end: int) -> None:
+        super().__init__(data, start, end)
+        self.kv_lengths: dict[int, tuple[int, int, int]] = {}  # value start -> KV varint
+        # (layout, cell, slot offset, slot size, tag, enclosing varints (offset, size, value))
+        self.found: list[tuple[ColumnLayout, int, int, int, int, list[tuple[int, int, int]]]] = []
+
+    def _varint_before(self, pos: int) -> int:
+        """The start of the varint that ends just before ``pos``."""
+        first = pos - 1
+        while first - 1 >= self.start and self.data[first - 1] >= 0x80:
+            first -= 1
+        return first
+
+    def key_value(self, start: int, end: int) -> tuple[str, int, int]:
+        key, value_start, value_end = super().key_value(start, end)
+        first = self._varint_before(start)
+        self.kv_lengths[value_start] = (first - self.start, start - first, end - start)
+        return key, value_start, value_end
+
+    def column(self, name: str, start: int, end: int) -> ColumnLayout:
+        layout = super().column(name, start, end)
+        if not layout.text:
+            return layout
+        data = self.data
+        enclosing = [self.kv_lengths[start]]
+        if layout.scalar:
+            tag = self._varint_before(start) - 1
+            self.found.append((layout, 0, tag - self.start, end - tag, 0x12, enclosing))
+            return layout
+        value = self._varint_before(start)  # KeyValue.value's length
+        enclosing.append((value - self.start, start - value, end - start))
+        length, pos = otlp_scan._varint(data, start + 1, end)
+        enclosing.append((start + 1 - self.start, pos - start - 1, length))
+        cell = 0
+        while pos < end:
+            element = pos
+            length, pos = otlp_scan._varint(data, pos + 1, end)
+            pos += length
+            if layout.cells[cell].kind in (CELL_STRING, CELL_EMPTY):
+                self.found.append(
+                    (layout, cell, element - self.start, pos - element, 0x0A, enclosing)
+                )
+            cell += 1
+        return layout
+
+
+def build(data: bytes, start: int, end: int) -> SlottedTemplate | SpanTemplate | None:
+    """The slotted template of the span at ``data[start:end]``; the plain template
+    when the span has no text column; ``None`` when it is not a simple span."""
+    builder = _SlotBuilder(data, start, end)
+    try:
+        template = builder.build()
+    except otlp_scan._GiveUp:
+        return None
+    if template.ignored or not builder.found:
+        return template
+    column_of = {id(layout): i for i, layout in enumerate(template.columns)}
+    slots: list[Slot] = []
+    lengths: dict[tuple[int, int, int], list[int]] = {}
+    for layout, cell, offset, size, tag, enclosing in builder.found:
+        for varint in enclosing:
+            lengths.setdefault(varint, []).append(len(slots))
+        slots.append(Slot(offset, size, tag, column_of[id(layout)], cell, layout.scalar))
+    segments = []
+    here = 0
+    for j, slot in enumerate(slots):
+        if slot.offset > here:
+            segments.append((here, slot.offset - here, j))
+        here = slot.offset + slot.size
+    if here < template.length:
+        segments.append((here, template.length - here, len(slots)))
+    filler = np.zeros(template.words * 8, dtype=np.uint8)
+    filler[: template.length] = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    return SlottedTemplate(
+        template=template,
+        slots=slots,
+        lengths=[
+            Length(offset, size, value, members[0], members[-1] + 1)
+            for (offset, size, value), members in lengths.items()
+        ],
+        segments=segments,
+        filler=filler,
+    )
+
+
+# --- matching -------------------------------------------------------------------
+
+
+def _windows(buf: UInt8Array, width: int) -> UInt8Array:
+    """Every ``width``-byte window of ``buf`` (a view: row ``i`` is ``buf[i:i+width]``)."""
+    return np.lib.stride_tricks.as_strided(
+        buf, shape=(buf.size - width + 1, width), strides=(1, 1), writeable=False
+    )
+
+
+def _read_strings(
+    buf: UInt8Array, starts: IntArray, sizes: IntArray
+) -> tuple[list[str | None], IntArray, npt.NDArray[np.bool_]] | None:
+    """The distinct strings at ``buf[start:start+size]`` (None when not UTF-8), and
+    the index of each one; ``None`` when the batch is too large to read at once."""
+    n = starts.size
+    width = int(sizes.max(initial=0))
+    if n == 0:
+        return [], np.zeros(0, dtype=np.intp), np.zeros(0, dtype=bool)
+    if n * (width + 2) > _MAX_STRING_BATCH:
+        return None
+    keys = np.zeros((n, width + 2), dtype=np.uint8)
+    keys[:, 0] = sizes & 0xFF
+    keys[:, 1] = sizes >> 8
+    if width:
+        keys[:, 2:] = _windows(buf, width)[np.minimum(starts, buf.size - width)]
+        # Windows clipped at the end of the buffer start earlier: shift them back.
+        late = np.flatnonzero(starts > buf.size - width)
+        for i in late.tolist():
+            chunk = buf[starts[i] : starts[i] + sizes[i]]
+            keys[i, 2:] = 0
+            keys[i, 2 : 2 + chunk.size] = chunk
+        keys[:, 2:][np.arange(width)[None, :] >= sizes[:, None]] = 0
+    # Equal keys as fixed-width bytes <=> equal strings (the length comes first, so
+    # numpy's stripping of trailing NULs cannot merge two of them).
+    uniques, inverse = np.unique(keys.view(f"S{width + 2}").ravel(), return_inverse=True)
+    texts: list[str | None] = []
+    bad = np.zeros(uniques.size, dtype=bool)
+    for i, raw in enumerate(uniques.tolist()):
+        raw = raw.ljust(width + 2, b"\x00")
+        size = raw[0] | (raw[1] << 8)
+        try:
+            texts.append(raw[2 : 2 + size].decode("utf-8"))
+        except UnicodeDecodeError:
+            texts.append(None)
+            bad[i] = True
+    index = inverse.reshape(-1).astype(np.intp)
+    return texts, index, bad[index]
+
+
+def match(
+    st: SlottedTemplate, buf: UInt8Array, starts: IntArray, lengths: IntArray
+) -> tuple[IntArray, UInt8Array, npt.NDArray[Any], npt.NDArray[np.bool_]] | None:
+    """Which of the spans ``buf[start:start+length]`` match: (their indices into
+    ``starts``, normalized rows, slot values, string-typed slots); ``None`` if none."""
+    m = starts.size
+    slots = st.slots
+    limit = starts + lengths
+    last = buf.size - 1
+    ok = np.ones(m, dtype=bool)
+    shift = np.zeros(m, dtype=np.intp)
+    cum = np.zeros((m, len(slots) + 1), dtype=np.intp)
+    payload = np.zeros((m, len(slots)), dtype=np.intp)
+    size = np.zeros((m, len(slots)), dtype=np.intp)
+    typed = np.zeros((m, len(slots)), dtype=bool)
+
+    def at(pos: IntArray) -> IntArray:
+        return buf[np.minimum(pos, last)].astype(np.intp)
+
+    for j, slot in enumerate(slots):
+        p = starts + slot.offset + shift
+        b0, b1 = at(p + 1), at(p + 2)
+        wide = b0 >= 0x80
+        e = np.where(wide, (b0 & 0x7F) | (b1 << 7), b0)
+        ok &= (at(p) == slot.tag) & (~wide | (b1 < 0x80))
+        q = p + 2 + wide  # the AnyValue
+        c0, c1 = at(q + 1), at(q + 2)
+        wide_l = c0 >= 0x80
+        n = np.where(wide_l, (c0 & 0x7F) | (c1 << 7), c0)
+        has = e > 0
+        ok &= ~has | ((at(q) == 0x0A) & (~wide_l | (c1 < 0x80)) & (e == 2 + wide_l + n))
+        total = 2 + wide + e
+        ok &= p + total <= limit
+        payload[:, j] = q + 2 + wide_l
+        size[:, j] = np.where(has, n, 0)
+        typed[:, j] = has & (n > 0) if slot.scalar else has
+        shift += total - slot.size
+        cum[:, j + 1] = shift
+    template = st.template
+    ok &= lengths == template.length + shift
+    for length in st.lengths:
+        pos = starts + length.offset + cum[:, length.first]
+        value = np.zeros(m, dtype=np.intp)
+        for k in range(length.size):
+            byte = at(pos + k)
+            ok &= (byte >= 0x80) == (k < length.size - 1)
+            value |= (byte & 0x7F) << (7 * k)
+        ok &= value == length.value + cum[:, length.stop] - cum[:, length.first]
+    chosen = np.flatnonzero(ok)
+    if not chosen.size:
+        return None
+    starts, cum = starts[chosen], cum[chosen]
+    rows = np.empty((chosen.size, st.filler.size), dtype=np.uint8)
+    rows[:] = st.filler
+    for offset, width, before in st.segments:
+        rows[:, offset : offset + width] = _windows(buf, width)[starts + offset + cum[:, before]]
+    for length in st.lengths:
+        rows[:, length.offset : length.offset + length.size] = st.filler[
+            length.offset : length.offset + length.size
+        ]
+    hit = otlp_scan.match(template, rows)
+    if not hit.all():
+        chosen, rows = chosen[hit], rows[hit]
+        if not chosen.size:
+            return None
+    payload, size, typed = payload[chosen], size[chosen], typed[chosen]
+    strings = _read_strings(buf, payload.ravel(), size.ravel())
+    if strings is None:
+        return None
+    texts, index, bad = strings
+    spans_ok = ~bad.reshape(size.shape).any(axis=1)
+    lookup = np.empty(len(texts) + 1, dtype=object)
+    lookup[:-1] = texts
+    lookup[-1] = None
+    index = np.where(size.ravel() > 0, index, len(texts))  # empty strings are missing
+    values = lookup[index].reshape(size.shape)
+    if not spans_ok.all():
+        chosen, rows, values, typed = (
+            chosen[spans_ok],
+            rows[spans_ok],
+            values[spans_ok],
+            typed[spans_ok],
+        )
+        if not chosen.size:
+            return None
+    return chosen, rows, values, typed
+
+
+# --- grouping ----------------------------------------------------------------------
+
+
+class _Cache:
+    """Recently used slotted templates (bounded)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._items: list[SlottedTemplate] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> list[SlottedTemplate]:
+        with self._lock:
+            return list(self._items)
+
+    def add(self, template: SlottedTemplate) -> None:
+        with self._lock:
+            self._items = [template, *(t for t in self._items if t is not template)]
+            del self._items[self._size :]
+
+
+_CACHE = _Cache()
+
+
+def group(
+    data: bytes,
+    ranges: list[tuple[int, int]],
+    plain: Callable[[int], bool],
+    remember: Callable[[SpanTemplate], None],
+) -> list[SlotGroup]:
+    """Spans of the request that match slotted templates, grouped. ``plain(position)``
+    says that a span matches a known plain template (the scan stops there: the
+    request is not one of text features); ``remember`` receives the plain templates
+    built on the way."""
+    if not ranges:
+        return []
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts = np.asarray([s for s, _ in ranges], dtype=np.intp)
+    lengths = np.asarray([e - s for s, e in ranges], dtype=np.intp)
+    left = np.arange(len(ranges))
+    groups: list[SlotGroup] = []
+
+    def take(st: SlottedTemplate) -> bool:
+        nonlocal left
+        found = match(st, buf, starts[left], lengths[left])
+        if found is None:
+            return False
+        chosen, rows, values, typed = found
+        groups.append(SlotGroup(st, left[chosen], rows, values, typed))
+        keep = np.ones(left.size, dtype=bool)
+        keep[chosen] = False
+        left = left[keep]
+        return True
+
+    for st in _CACHE.get():
+        if left.size and take(st):
+            _CACHE.add(st)
+    tried: set[int] = set()
+    builds = misses = 0
+    while builds < MAX_BUILDS and misses < 2:
+        untried = [int(p) for p in left[:8].tolist() if int(p) not in tried]
+        if not untried:
+            break
+        first = untried[0]
+        tried.add(first)
+        if plain(first):
+            break
+        builds += 1
+        built = build(data, *ranges[first])
+        if not isinstance(built, SlottedTemplate):
+            if built is not None:
+                remember(built)
+            misses += 1
+            continue
+        if take(built) and first not in set(left.tolist()):
+            _CACHE.add(built)
+            misses = 0
+        else:
+            misses += 1
+    return groups
+
+
+# --- decoding ----------------------------------------------------------------------
+
+
+def decode(
+    found: SlotGroup, decode_block: Callable[..., tuple[Any, IntArray]]
+) -> tuple[Any, IntArray]:
+    """``otlp_fast._decode_block`` on the normalized rows, with the text columns
+    filled from the slots (same block type, same rejected positions)."""
+    st = found.template
+    template = st.template
+    block, rejected = decode_block(template, found.positions, found.rows)
+    if not block.positions.size:
+        return block, rejected
+    keep = np.searchsorted(found.positions, block.positions)
+    values, typed = found.values[keep], found.typed[keep]
+    by_column: dict[int, list[int]] = {}
+    for j, slot in enumerate(st.slots):
+        by_column.setdefault(slot.column, []).append(j)
+    for column, which in by_column.items():
+        layout = template.columns[column]
+        k = len(layout.cells)
+        current = block.columns[layout.name].reshape(-1, k)
+        out = np.empty(current.shape, dtype=object)
+        out[:] = current
+        cells = [st.slots[j].cell for j in which]
+        out[:, cells] = values[:, which]
+        if bool(typed[:, which].any()):
+            block.columns[layout.name] = out.reshape(-1)
+        else:  # no string-typed value: numbers (NaN where missing), as the generic decoder
+            flat = out.reshape(-1)
+            block.columns[layout.name] = np.array(
+                [np.nan if v is None else v for v in flat.tolist()], dtype=np.float64
+            )
+    return block, rejected
