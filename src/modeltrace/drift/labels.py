@@ -274,12 +274,16 @@ class JoinBuffer:
         call_ts = batch.timestamps[starts].tolist()
         call_weights = batch.weights[starts].tolist()
         call_traces = batch.trace_ids[starts].tolist()
+        buffered = self._predictions
         for call, prediction_id in enumerate(call_ids):
             if not prediction_id:
                 continue
             lo, hi = bounds[call], bounds[call + 1]
             if lo == hi:
                 self._resolve_uncaptured(prediction_id, now)
+                continue
+            if prediction_id in buffered:  # what _add_prediction does, without the entry
+                self.counters.duplicate_predictions += 1
                 continue
             self._add_prediction(
                 prediction_id,
@@ -318,7 +322,7 @@ class JoinBuffer:
         self._known.pop(prediction_id, None)
         self._predictions[prediction_id] = entry
         self._rows += len(entry.rows)
-        self._unlabelled_rows += sum(1 for v in entry.labels if v is None)
+        self._unlabelled_rows += entry.labels.count(None)
         self.generation += 1
         pending = self._pending.pop(prediction_id, None)
         if pending is not None:
@@ -329,7 +333,7 @@ class JoinBuffer:
 
     def _drop_oldest_prediction(self, now: float, *, evicted: bool) -> None:
         prediction_id, entry = self._predictions.popitem(last=False)
-        unlabelled = sum(1 for v in entry.labels if v is None)
+        unlabelled = entry.labels.count(None)
         self._rows -= len(entry.rows)
         self._unlabelled_rows -= unlabelled
         if evicted:
@@ -579,7 +583,7 @@ class JoinBuffer:
                 prediction_id, entry = _prediction_from_state(item)
                 buffer._predictions[prediction_id] = entry
                 buffer._rows += len(entry.rows)
-                buffer._unlabelled_rows += sum(1 for v in entry.labels if v is None)
+                buffer._unlabelled_rows += entry.labels.count(None)
             for prediction_id, received, labels in state["pending"]:
                 rows = {int(k): v for k, v in labels.items()}
                 buffer._pending[str(prediction_id)] = _Pending(float(received), rows)
