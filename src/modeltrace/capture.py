@@ -28,6 +28,8 @@ NAN = float("nan")
 _INT64_MAX = 2**63 - 1
 _MISSING_TYPE_NAMES = frozenset({"NAType", "NaTType"})
 _CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)
+_FLOAT_TYPES = frozenset({float, bool})
+_NUMBER_TYPES = frozenset({float, bool, int})
 
 PROBA_OPERATIONS = frozenset({"predict_proba", "predict_log_proba"})
 _VALUE_KEYS = ("prediction", "predictions", "label", "labels", "class", "value", "values", "output")
@@ -135,9 +137,14 @@ class FeatureKeys:
         self.policy = policy
         # Read directly on hot loops (a method call per feature costs more than the lookup).
         self.cached: dict[str, tuple[str, int]] = {}
-        # (width, kept) -> (names source object, entries); the source is kept
-        # alive by the cache, so an identity check cannot see a recycled id.
-        self._positional: dict[tuple[int, int], tuple[Any, list[tuple[str, int]]]] = {}
+        # (width, kept) -> (names source object, entries, plain keys); the source is
+        # kept alive by the cache, so an identity check cannot see a recycled id.
+        self._positional: dict[
+            tuple[int, int], tuple[Any, list[tuple[str, int]], tuple[str, ...] | None]
+        ] = {}
+        # Mapping inputs: (names in order, max_features) -> attribute keys when every
+        # name is kept as is and none is left out (else None: the per-name loop).
+        self.plain_layouts: dict[tuple[tuple[Any, ...], int], tuple[str, ...] | None] = {}
 
     def entry(self, name: str) -> tuple[str, int]:
         found = self.cached.get(name)
@@ -147,10 +154,30 @@ class FeatureKeys:
                 self.cached[name] = found
         return found
 
+    def plain_layout(self, names: tuple[Any, ...], max_features: int) -> tuple[str, ...] | None:
+        """Attribute keys of a mapping with these names, if all are kept (KEEP) and none cut."""
+        layout_key = (names, max_features)
+        if layout_key in self.plain_layouts:
+            return self.plain_layouts[layout_key]
+        plain: tuple[str, ...] | None = None
+        if len(names) <= max_features and all(type(name) is str for name in names):
+            entries = [self.entry(name) for name in names]
+            if all(action == KEEP for _, action in entries):
+                plain = tuple(key for key, _ in entries)
+        if len(self.plain_layouts) < _POSITIONAL_CACHE_LIMIT:
+            self.plain_layouts[layout_key] = plain
+        return plain
+
     def positional(
         self, width: int, kept: int, given: Sequence[str] | None, model: Any
     ) -> list[tuple[str, int]]:
         """Entries of the first ``kept`` of ``width`` positional features (names per SPEC)."""
+        return self.positional_plan(width, kept, given, model)[0]
+
+    def positional_plan(
+        self, width: int, kept: int, given: Sequence[str] | None, model: Any
+    ) -> tuple[list[tuple[str, int]], tuple[str, ...] | None]:
+        """(entries, their attribute keys if every action is KEEP, else None)."""
         source: Any = None
         if given is not None and len(given) == width:
             source = given
@@ -160,12 +187,17 @@ class FeatureKeys:
                 source = model_names
         cached = self._positional.get((width, kept))
         if cached is not None and cached[0] is source:
-            return cached[1]
+            return cached[1], cached[2]
         names = _default_names(width, source, None)[:kept]
         entries = [self.entry(name) for name in names]
+        plain = (
+            tuple(key for key, _ in entries)
+            if all(action == KEEP for _, action in entries)
+            else None
+        )
         if len(self._positional) < _POSITIONAL_CACHE_LIMIT or (width, kept) in self._positional:
-            self._positional[(width, kept)] = (source, entries)
-        return entries
+            self._positional[(width, kept)] = (source, entries, plain)
+        return entries, plain
 
 
 class InputView:
@@ -260,11 +292,14 @@ class _ArrayInput(InputView):
         array = self._array
         width = array.shape[1]
         kept = min(width, limits.max_features)
-        entries = keys.positional(width, kept, self._given, self._model)
+        entries, plain = keys.positional_plan(width, kept, self._given, self._model)
         numeric = _is_numeric_dtype(array)
         if self.n_rows == 1:
             values = (array[0, :kept] if kept < width else array[0]).tolist()
-            if numeric:
+            if numeric and plain is not None:
+                # tolist() of a numeric dtype gives attribute-ready values (see above).
+                attributes.update(zip(plain, values, strict=True))
+            elif numeric:
                 for (key, action), value in zip(entries, values, strict=True):
                     if action == KEEP:
                         attributes[key] = value
@@ -323,11 +358,25 @@ class _MappingRow(InputView):
     ) -> None:
         if not rows:
             return
+        mapping = self._mapping
+        if type(mapping) is dict:
+            # Fast path, same outcome as the loop below: every name kept as is and
+            # every value already an attribute number (floats/bools, in-range ints).
+            plain = keys.plain_layout(tuple(mapping), limits.max_features)
+            if plain is not None:
+                values = mapping.values()
+                if _FLOAT_TYPES.issuperset(map(type, values)) or (
+                    _NUMBER_TYPES.issuperset(map(type, values))
+                    and min(values) >= -_INT64_MAX
+                    and max(values) <= _INT64_MAX
+                ):
+                    attributes.update(zip(plain, values, strict=True))
+                    return
         max_len = limits.max_string_length
         remaining = limits.max_features
         left_out = 0
         cached = keys.cached
-        for name, value in self._mapping.items():
+        for name, value in mapping.items():
             if remaining <= 0:
                 left_out += 1
                 continue

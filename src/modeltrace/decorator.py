@@ -82,6 +82,7 @@ def current_prediction_id() -> str | None:
 
 
 _getrandbits = random.getrandbits
+_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 # Ints outside (-2**63, 2**63) are not attribute ints; capture.scalar_value turns them into floats.
 _INT64_MIN = -(2**63)
 _INT64_END = 2**63
@@ -279,7 +280,9 @@ class ModelCallInstrumentation:
         try:
             # Web integrations (modeltrace.serving): excluded requests are not
             # traced; traced ones supply app defaults and get their span tagged.
-            if serving.suppressed():
+            # The current context is read once and passed on (start_span, records).
+            parent = otel_context.get_current()
+            if otel_context.get_value(_SUPPRESS_KEY, parent):  # serving.suppressed()
                 return None
             scope = serving.current_scope()
             instr = self if scope is None else scope.defaults.apply(self)
@@ -289,7 +292,7 @@ class ModelCallInstrumentation:
             active = _ACTIVE.get()
             if active is not None and active[0] == instr.key:
                 return None
-            call = _Call(instr, cfg, instance, args, kwargs, attach)
+            call = _Call(instr, cfg, instance, args, kwargs, attach, parent)
             if scope is not None:
                 scope.note_model(instr.model, instr.version)
             return call
@@ -385,10 +388,12 @@ class _Call:
         "model_input",
         "model_obj",
         "n_rows",
+        "parent",
         "pending",
         "prediction_id",
         "rows",
         "span",
+        "span_context",
         "start",
         "tokens",
     )
@@ -401,6 +406,7 @@ class _Call:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         attach: bool,
+        parent: otel_context.Context,
     ) -> None:
         self.cfg = cfg
         self.instr = instr
@@ -415,8 +421,8 @@ class _Call:
         self.n_rows: int | None = None
         self.rows: list[int] | None = None
         self.captured = False
-        # Attributes known at start go to start_span; captured features and
-        # outputs are set once, with one set_attributes call, at the end.
+        # Attributes known at start (captured features included) go to start_span;
+        # outputs known at the end are set then, in one call (same attribute order).
         pending: dict[str, Any] = {}
         self.pending = pending
         self.model_input: Any = None
@@ -434,15 +440,25 @@ class _Call:
                 attributes[semconv.BATCH_SIZE] = n_rows
                 self._sample(n_rows, attributes)
                 if self.captured and cfg.capture_features and self.rows:
-                    view.add_features(self.rows, cfg.limits, cfg.feature_keys, pending)
+                    view.add_features(self.rows, cfg.limits, cfg.feature_keys, attributes)
         except Exception as exc:
             runtime.report_internal_error("capture.features", exc)
-        self.span = cfg.tracer.start_span(
-            cfg.span_name, kind=SpanKind.INTERNAL, attributes=attributes
+        span = cfg.tracer.start_span(
+            cfg.span_name, parent, kind=SpanKind.INTERNAL, attributes=attributes
         )
+        self.span = span
+        # The span in the caller's context: attached around a plain/async call and the
+        # duration exemplar's context. Generators attach per step (enter()) instead, and
+        # their metrics read the context current when they end (parent None).
+        span_context = trace.set_span_in_context(span, parent)
+        self.span_context = span_context
+        self.parent = parent if attach else None
         self.start = time.perf_counter()
         if attach:
-            self.tokens = self.enter()
+            self.tokens = (
+                otel_context.attach(span_context),
+                _ACTIVE.set((instr.key, prediction_id)),
+            )
 
     def _sample(self, n_rows: int, attributes: dict[str, Any]) -> None:
         """Decide capture for a call of ``n_rows`` rows; choose rows only if something uses them."""
@@ -463,7 +479,7 @@ class _Call:
             rows = [0] if n_rows == 1 else capture.choose_rows(n_rows, max_rows)
             self.rows = rows
             if self.captured:
-                self.pending[semconv.SAMPLE_INDICES] = rows
+                attributes[semconv.SAMPLE_INDICES] = rows
 
     def enter(self) -> tuple[Any, Any]:
         ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
@@ -502,23 +518,26 @@ class _Call:
             n_rows = self.n_rows if self.n_rows is not None else 1
             if semconv.BATCH_SIZE not in attributes and self.n_rows is None:
                 attributes[semconv.BATCH_SIZE] = n_rows
-            if attributes:
+            if len(attributes) == 1:  # typically ml.prediction.value of one row
+                for key, value in attributes.items():
+                    self.span.set_attribute(key, value)
+            elif attributes:
                 self.span.set_attributes(attributes)
             self.span.end()
             # The span's context makes the SDK's exemplar filter (trace_based by default)
             # attach this call's trace id to the histogram bucket as an exemplar.
-            instruments.duration.record(
-                duration, cfg.metric_attributes, trace.set_span_in_context(self.span)
-            )
+            instruments.duration.record(duration, cfg.metric_attributes, self.span_context)
             instruments.predictions.add(self.instr.key, n_rows)
-            instruments.batch_size.record(n_rows, cfg.volume_attributes)
+            # After the detach above, self.parent is the current context (None: read it).
+            parent = self.parent
+            instruments.batch_size.record(n_rows, cfg.volume_attributes, parent)
             histogram = instruments.prediction_value
             for value in values:
                 # The OTel SDK refuses negative histogram values (with a warning per
                 # call): negative outputs (decision_function, score_samples, some
                 # regressions) stay on the span only.
                 if (type(value) is float or type(value) is int) and value >= 0:
-                    histogram.record(value, cfg.volume_attributes)
+                    histogram.record(value, cfg.volume_attributes, parent)
         except Exception as exc:
             runtime.report_internal_error("monitor.end", exc)
             self._end_quietly()
@@ -597,7 +616,7 @@ class _Call:
             error_attributes = dict(cfg.metric_attributes)
             error_attributes[semconv.ERROR_TYPE] = error_type
             # With the span's context both carry this trace id as an exemplar.
-            exemplar_context = trace.set_span_in_context(span)
+            exemplar_context = self.span_context
             cfg.instruments.duration.record(duration, error_attributes, exemplar_context)
             cfg.instruments.errors.add(1, error_attributes, exemplar_context)
         except Exception as inner:
