@@ -356,6 +356,21 @@ def test_slotted_templates_take_spans_with_text_features() -> None:
     assert city.dtype == object and None in city.tolist() and "z" * 256 in city.tolist()
 
 
+def test_slotted_strings_without_the_hash_path() -> None:
+    """The strings are told apart by a checked 64-bit hash; on a collision they are
+    sorted instead: both give the same rows."""
+    data = _text_request(30, seed=7)
+    with mock.patch.object(otlp_slots, "_distinct_rows", return_value=None):
+        fast = otlp_fast.extract_request(data)
+    assert fast is not None
+    assert_same(fast, generic(data))
+    rows = np.array([[3, 0, 1, 2], [3, 0, 1, 2], [1, 0, 0, 0], [3, 0, 1, 3]], dtype=np.uint8)
+    found = otlp_slots._distinct_rows(rows)
+    assert found is not None
+    first, index = found
+    assert rows[first[index]].tolist() == rows.tolist() and len(first) == 3
+
+
 def test_slotted_templates_reject_invalid_utf8_like_the_generic_decoder() -> None:
     shape_data = _text_request(10, seed=5)
     marker = "c" * 3  # a short_strings value; swap one occurrence for invalid UTF-8

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,15 @@ class SlottedTemplate:
     lengths: list[Length]
     segments: list[tuple[int, int, int]]  # (template offset, width, slots before it)
     filler: UInt8Array  # the template span's bytes, padded to whole words
+    # The slots by text column: the column's KeyValue length (in column order), the
+    # text column of every length, and a (columns, most slots) grid of slot numbers
+    # (-1 past a column's last slot): the walk advances all columns at once.
+    kv: list[Length]
+    length_column: list[int]
+    grid: IntArray
+    # The template with empty cells in place of the slots (what the block decoder
+    # reads from normalized rows; the slot values replace them afterwards).
+    decoding: SpanTemplate
 
 
 @dataclass(slots=True)
@@ -166,15 +175,37 @@ def build(data: bytes, start: int, end: int) -> SlottedTemplate | SpanTemplate |
         segments.append((here, template.length - here, len(slots)))
     filler = np.zeros(template.words * 8, dtype=np.uint8)
     filler[: template.length] = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    all_lengths = [
+        Length(offset, size, value, members[0], members[-1] + 1)
+        for (offset, size, value), members in lengths.items()
+    ]
+    firsts = sorted({length.first for length in all_lengths})
+    column_number = {first: c for c, first in enumerate(firsts)}
+    kv: dict[int, Length] = {}
+    for length in all_lengths:  # the KeyValue's length comes first for its column
+        kv.setdefault(length.first, length)
+    bounds = [*firsts, len(slots)]
+    width = max(bounds[c + 1] - bounds[c] for c in range(len(firsts)))
+    grid = np.full((len(firsts), width), -1, dtype=np.intp)
+    for c in range(len(firsts)):
+        grid[c, : bounds[c + 1] - bounds[c]] = np.arange(bounds[c], bounds[c + 1])
+    columns = list(template.columns)
+    for j, slot in enumerate(slots):
+        if j == 0 or slots[j - 1].column != slot.column:
+            layout = columns[slot.column]
+            # Decoded as numbers (NaN in the slots); ``decode`` makes the text column.
+            columns[slot.column] = replace(layout, cells=list(layout.cells), text=False)
+        columns[slot.column].cells[slot.cell] = otlp_scan.Cell(CELL_EMPTY)
     return SlottedTemplate(
         template=template,
         slots=slots,
-        lengths=[
-            Length(offset, size, value, members[0], members[-1] + 1)
-            for (offset, size, value), members in lengths.items()
-        ],
+        lengths=all_lengths,
         segments=segments,
         filler=filler,
+        kv=[kv[first] for first in firsts],
+        length_column=[column_number[length.first] for length in all_lengths],
+        grid=grid,
+        decoding=replace(template, columns=columns),
     )
 
 
@@ -186,6 +217,26 @@ def _windows(buf: UInt8Array, width: int) -> UInt8Array:
     return np.lib.stride_tricks.as_strided(
         buf, shape=(buf.size - width + 1, width), strides=(1, 1), writeable=False
     )
+
+
+def _distinct_rows(keys: UInt8Array) -> tuple[IntArray, IntArray] | None:
+    """(first row of each distinct row, index of every row's distinct row) of a byte
+    matrix, by a 64-bit hash of each row checked for collisions; ``None`` when two
+    different rows share a hash (the caller then sorts the rows themselves)."""
+    n, width = keys.shape
+    padded = -width % 8
+    if padded:
+        keys = np.concatenate([keys, np.zeros((n, padded), dtype=np.uint8)], axis=1)
+    words = keys.view(np.uint64)
+    hashed = words[:, 0].copy()
+    with np.errstate(over="ignore"):
+        for k in range(1, words.shape[1]):
+            hashed = (hashed * np.uint64(0x9E3779B97F4A7C15)) ^ words[:, k]
+    _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if words.shape[1] > 1 and not bool((words == words[first[inverse]]).all()):
+        return None
+    return first.astype(np.intp), inverse.astype(np.intp)
 
 
 def _read_strings(
@@ -211,13 +262,19 @@ def _read_strings(
             keys[i, 2:] = 0
             keys[i, 2 : 2 + chunk.size] = chunk
         keys[:, 2:][np.arange(width)[None, :] >= sizes[:, None]] = 0
-    # Equal keys as fixed-width bytes <=> equal strings (the length comes first, so
-    # numpy's stripping of trailing NULs cannot merge two of them).
-    uniques, inverse = np.unique(keys.view(f"S{width + 2}").ravel(), return_inverse=True)
+    found = _distinct_rows(keys)
+    if found is None:
+        # Equal keys as fixed-width bytes <=> equal strings (the length comes first,
+        # so numpy's stripping of trailing NULs cannot merge two of them).
+        _, first, inverse = np.unique(
+            keys.view(f"S{width + 2}").ravel(), return_index=True, return_inverse=True
+        )
+    else:
+        first, inverse = found
     texts: list[str | None] = []
-    bad = np.zeros(uniques.size, dtype=bool)
-    for i, raw in enumerate(uniques.tolist()):
-        raw = raw.ljust(width + 2, b"\x00")
+    bad = np.zeros(first.size, dtype=bool)
+    for i, row in enumerate(first.tolist()):
+        raw = keys[row].tobytes()
         size = raw[0] | (raw[1] << 8)
         try:
             texts.append(raw[2 : 2 + size].decode("utf-8"))
@@ -228,62 +285,98 @@ def _read_strings(
     return texts, index, bad[index]
 
 
+def _varints(
+    at: Callable[[IntArray], IntArray], pos: IntArray, size: int
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Varints of exactly ``size`` bytes at ``pos``: (values, well-formed)."""
+    value = np.zeros(pos.shape, dtype=np.intp)
+    ok = np.ones(pos.shape, dtype=bool)
+    for k in range(size):
+        byte = at(pos + k)
+        ok &= (byte >= 0x80) == (k < size - 1)
+        value |= (byte & 0x7F) << (7 * k)
+    return value, ok
+
+
 def match(
     st: SlottedTemplate, buf: UInt8Array, starts: IntArray, lengths: IntArray
 ) -> tuple[IntArray, UInt8Array, npt.NDArray[Any], npt.NDArray[np.bool_]] | None:
     """Which of the spans ``buf[start:start+length]`` match: (their indices into
-    ``starts``, normalized rows, slot values, string-typed slots); ``None`` if none."""
+    ``starts``, normalized rows, slot values, string-typed slots); ``None`` if none.
+
+    The shift of each text column (how much longer than the template's everything
+    before it is) comes from the KeyValue lengths, one column after the other; the
+    slots are then walked for all columns at once, and every enclosing length must
+    agree with what the walk found."""
     m = starts.size
     slots = st.slots
-    limit = starts + lengths
+    n_slots = len(slots)
     last = buf.size - 1
-    ok = np.ones(m, dtype=bool)
-    shift = np.zeros(m, dtype=np.intp)
-    cum = np.zeros((m, len(slots) + 1), dtype=np.intp)
-    payload = np.zeros((m, len(slots)), dtype=np.intp)
-    size = np.zeros((m, len(slots)), dtype=np.intp)
-    typed = np.zeros((m, len(slots)), dtype=bool)
 
     def at(pos: IntArray) -> IntArray:
         return buf[np.minimum(pos, last)].astype(np.intp)
 
-    for j, slot in enumerate(slots):
-        p = starts + slot.offset + shift
+    ok = np.ones(m, dtype=bool)
+    n_columns = len(st.kv)
+    base = np.zeros((m, n_columns), dtype=np.intp)
+    shift = np.zeros(m, dtype=np.intp)
+    for c, kv in enumerate(st.kv):
+        base[:, c] = shift
+        value, good = _varints(at, starts + kv.offset + shift, kv.size)
+        ok &= good
+        shift = shift + (value - kv.value)
+    template = st.template
+    ok &= lengths == template.length + shift
+    limit = (starts + lengths)[:, None]
+    inner = np.zeros((m, n_columns), dtype=np.intp)
+    after = np.zeros((m, n_slots), dtype=np.intp)  # the shift after each slot
+    payload = np.zeros((m, n_slots), dtype=np.intp)
+    size = np.zeros((m, n_slots), dtype=np.intp)
+    typed = np.zeros((m, n_slots), dtype=bool)
+    offsets = np.asarray([slot.offset for slot in slots], dtype=np.intp)
+    sizes = np.asarray([slot.size for slot in slots], dtype=np.intp)
+    tags = np.asarray([slot.tag for slot in slots], dtype=np.intp)
+    scalar = np.asarray([slot.scalar for slot in slots], dtype=bool)
+    row_ok = np.ones((m, n_columns), dtype=bool)
+    for step in range(st.grid.shape[1]):
+        which = st.grid[:, step]
+        cols = np.flatnonzero(which >= 0)
+        j = which[cols]
+        before = base[:, cols] + inner[:, cols]
+        p = starts[:, None] + offsets[j] + before
         b0, b1 = at(p + 1), at(p + 2)
         wide = b0 >= 0x80
         e = np.where(wide, (b0 & 0x7F) | (b1 << 7), b0)
-        ok &= (at(p) == slot.tag) & (~wide | (b1 < 0x80))
+        good = (at(p) == tags[j]) & (~wide | (b1 < 0x80))
         q = p + 2 + wide  # the AnyValue
         c0, c1 = at(q + 1), at(q + 2)
         wide_l = c0 >= 0x80
         n = np.where(wide_l, (c0 & 0x7F) | (c1 << 7), c0)
         has = e > 0
-        ok &= ~has | ((at(q) == 0x0A) & (~wide_l | (c1 < 0x80)) & (e == 2 + wide_l + n))
+        good &= ~has | ((at(q) == 0x0A) & (~wide_l | (c1 < 0x80)) & (e == 2 + wide_l + n))
         total = 2 + wide + e
-        ok &= p + total <= limit
+        good &= p + total <= limit
+        row_ok[:, cols] &= good
         payload[:, j] = q + 2 + wide_l
         size[:, j] = np.where(has, n, 0)
-        typed[:, j] = has & (n > 0) if slot.scalar else has
-        shift += total - slot.size
-        cum[:, j + 1] = shift
-    template = st.template
-    ok &= lengths == template.length + shift
-    for length in st.lengths:
-        pos = starts + length.offset + cum[:, length.first]
-        value = np.zeros(m, dtype=np.intp)
-        for k in range(length.size):
-            byte = at(pos + k)
-            ok &= (byte >= 0x80) == (k < length.size - 1)
-            value |= (byte & 0x7F) << (7 * k)
-        ok &= value == length.value + cum[:, length.stop] - cum[:, length.first]
+        typed[:, j] = has & ((n > 0) | ~scalar[j])
+        inner[:, cols] += total - sizes[j]
+        after[:, j] = before + total - sizes[j]
+    ok &= row_ok.all(axis=1)
+    for length, c in zip(st.lengths, st.length_column, strict=True):
+        value, good = _varints(at, starts + length.offset + base[:, c], length.size)
+        ok &= good & (value == length.value + inner[:, c])
     chosen = np.flatnonzero(ok)
     if not chosen.size:
         return None
-    starts, cum = starts[chosen], cum[chosen]
+    starts, after = starts[chosen], after[chosen]
     rows = np.empty((chosen.size, st.filler.size), dtype=np.uint8)
     rows[:] = st.filler
-    for offset, width, before in st.segments:
-        rows[:, offset : offset + width] = _windows(buf, width)[starts + offset + cum[:, before]]
+    for offset, width, before_count in st.segments:
+        moved = starts + offset
+        if before_count:
+            moved = moved + after[:, before_count - 1]
+        rows[:, offset : offset + width] = _windows(buf, width)[moved]
     for length in st.lengths:
         rows[:, length.offset : length.offset + length.size] = st.filler[
             length.offset : length.offset + length.size
@@ -405,10 +498,11 @@ def decode(
     found: SlotGroup, decode_block: Callable[..., tuple[Any, IntArray]]
 ) -> tuple[Any, IntArray]:
     """``otlp_fast._decode_block`` on the normalized rows, with the text columns
-    filled from the slots (same block type, same rejected positions)."""
+    made from the slot values and the numeric cells next to them (same block type,
+    same rejected positions)."""
     st = found.template
     template = st.template
-    block, rejected = decode_block(template, found.positions, found.rows)
+    block, rejected = decode_block(st.decoding, found.positions, found.rows)
     if not block.positions.size:
         return block, rejected
     keep = np.searchsorted(found.positions, block.positions)
@@ -418,17 +512,17 @@ def decode(
         by_column.setdefault(slot.column, []).append(j)
     for column, which in by_column.items():
         layout = template.columns[column]
+        numbers = block.columns[layout.name]  # float64, NaN in the slots
+        if not bool(typed[:, which].any()):
+            continue  # no string-typed value: numbers, as the generic decoder
         k = len(layout.cells)
-        current = block.columns[layout.name].reshape(-1, k)
-        out = np.empty(current.shape, dtype=object)
-        out[:] = current
-        cells = [st.slots[j].cell for j in which]
-        out[:, cells] = values[:, which]
-        if bool(typed[:, which].any()):
-            block.columns[layout.name] = out.reshape(-1)
-        else:  # no string-typed value: numbers (NaN where missing), as the generic decoder
-            flat = out.reshape(-1)
-            block.columns[layout.name] = np.array(
-                [np.nan if v is None else v for v in flat.tolist()], dtype=np.float64
-            )
+        if len(which) == k:
+            block.columns[layout.name] = np.ascontiguousarray(values[:, which]).reshape(-1)
+            continue
+        out = np.empty(numbers.size, dtype=object)
+        present = np.flatnonzero(~np.isnan(numbers))
+        out[present] = numbers[present].tolist()
+        grid = out.reshape(-1, k)
+        grid[:, [st.slots[j].cell for j in which]] = values[:, which]
+        block.columns[layout.name] = out
     return block, rejected
