@@ -839,9 +839,13 @@ def _assign_numeric_rows(
     padded = np.full((len(edges), int(sizes.max())), np.nan)
     for i, e in enumerate(edges):
         padded[i, : sizes[i]] = e
-    bins = np.zeros(x.shape, dtype=np.intp)
+    # Counted in bytes when they fit (a quarter of the memory traffic of intp).
+    counted = np.zeros(x.shape, dtype=np.uint8 if padded.shape[1] < 255 else np.intp)
+    above = np.empty(x.shape, dtype=bool)
     for j in range(padded.shape[1]):
-        bins += x >= padded[:, j : j + 1]
+        np.greater_equal(x, padded[:, j : j + 1], out=above)
+        counted += above.view(np.uint8) if counted.dtype == np.uint8 else above
+    bins = counted.astype(np.intp)
     top = padded[np.arange(len(edges)), sizes - 1]
     bins[(bins == sizes[:, None]) & (x == top[:, None])] -= 1
     for i in np.flatnonzero(sizes == 1).tolist():  # a constant reference column
