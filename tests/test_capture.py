@@ -262,3 +262,72 @@ def test_row_budget_holds_and_rate_is_honest() -> None:
             total += (1 / p) if ok else 0.0
     assert total == pytest.approx(10000, rel=0.1)
     assert ConstantRate(0.0).decide(4) == (False, 0.0)
+
+
+def _row_attributes(row: object, keys: object, max_features: int = 100) -> dict[str, object]:
+    from modeltrace.capture import CaptureLimits, adapt_input
+
+    view = adapt_input(row, None, None)
+    assert view is not None
+    attributes: dict[str, object] = {}
+    view.add_features([0], CaptureLimits(max_features=max_features), keys, attributes)  # type: ignore[arg-type]
+    return attributes
+
+
+def test_dict_row_fast_path_matches_the_per_name_loop() -> None:
+    """A plain dict (copied in one update when every value is a number) gives exactly what
+    the per-name loop gives for the same mapping seen through a read-only proxy."""
+    from types import MappingProxyType
+
+    from modeltrace.capture import FeatureKeys
+    from modeltrace.privacy import PrivacyPolicy
+
+    rng = random.Random(7)
+    pool = [
+        0.5,
+        -2.0,
+        float("nan"),
+        float("inf"),
+        1e300,
+        True,
+        False,
+        0,
+        7,
+        -(2**63) + 1,
+        2**63 - 1,
+        2**63,
+        -(2**70),
+        None,
+        "x",
+        np.float64(1.5),
+        np.int64(3),
+    ]
+    names = ["a", "b", "email", "card", "c", "d", "e"]
+    fast_keys = FeatureKeys(PrivacyPolicy(hash=("card",)))
+    loop_keys = FeatureKeys(PrivacyPolicy(hash=("card",)))
+    for trial in range(600):
+        chosen = rng.sample(names, rng.randint(0, len(names)))
+        if trial % 3:  # mostly numbers, the fast path's case
+            chosen = [n for n in chosen if n not in ("email", "card")]
+        row = {n: rng.choice(pool[:13] if trial % 2 else pool) for n in chosen}
+        max_features = rng.choice([100, 100, 2])
+        fast = _row_attributes(row, fast_keys, max_features)
+        loop = _row_attributes(MappingProxyType(row), loop_keys, max_features)
+        assert list(fast) == list(loop)
+        for key, value in loop.items():
+            assert type(fast[key]) is type(value), (row, key)
+            assert fast[key] == value or (value != value and fast[key] != fast[key]), (row, key)
+
+
+def test_numpy_row_fast_path_matches_the_per_column_path() -> None:
+    """A 1-row numeric array with all names kept equals the same values given as a dict."""
+    from modeltrace.capture import FeatureKeys
+    from modeltrace.privacy import PrivacyPolicy
+
+    keys = FeatureKeys(PrivacyPolicy())
+    for dtype in (np.float64, np.float32, np.int64, np.int32, np.uint16, np.bool_):
+        values = np.array([0, 1, 3, 250], dtype=dtype)
+        got = _row_attributes(values, keys)
+        expected = {f"{semconv.FEATURE_PREFIX}f{i}": v for i, v in enumerate(values.tolist())}
+        assert got == expected
+        assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]

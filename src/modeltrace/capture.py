@@ -145,6 +145,9 @@ class FeatureKeys:
         # Mapping inputs: (names in order, max_features) -> attribute keys when every
         # name is kept as is and none is left out (else None: the per-name loop).
         self.plain_layouts: dict[tuple[tuple[Any, ...], int], tuple[str, ...] | None] = {}
+        # The last (names, max_features, keys) looked up: comparing a tuple of the same
+        # name objects is cheaper than hashing it for the dict above.
+        self.last_layout: tuple[tuple[Any, ...], int, tuple[str, ...] | None] = ((), -1, None)
 
     def entry(self, name: str) -> tuple[str, int]:
         found = self.cached.get(name)
@@ -362,7 +365,13 @@ class _MappingRow(InputView):
         if type(mapping) is dict:
             # Fast path, same outcome as the loop below: every name kept as is and
             # every value already an attribute number (floats/bools, in-range ints).
-            plain = keys.plain_layout(tuple(mapping), limits.max_features)
+            names = tuple(mapping)
+            last = keys.last_layout
+            if names == last[0] and last[1] == limits.max_features:
+                plain = last[2]
+            else:
+                plain = keys.plain_layout(names, limits.max_features)
+                keys.last_layout = (names, limits.max_features, plain)
             if plain is not None:
                 values = mapping.values()
                 if _FLOAT_TYPES.issuperset(map(type, values)) or (

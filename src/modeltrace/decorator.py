@@ -83,13 +83,16 @@ def current_prediction_id() -> str | None:
 
 _getrandbits = random.getrandbits
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_SCOPE = serving._SCOPE
+_perf_counter = time.perf_counter
 # Ints outside (-2**63, 2**63) are not attribute ints; capture.scalar_value turns them into floats.
 _INT64_MIN = -(2**63)
 _INT64_END = 2**63
 
 
 def _new_prediction_id() -> str:
-    return f"{_getrandbits(128):032x}"
+    # 32 hex digits, as f"{bits:032x}" (big-endian bytes keep the leading zeros), cheaper.
+    return _getrandbits(128).to_bytes(16, "big").hex()
 
 
 def _framework_of(model_obj: Any) -> str:
@@ -282,11 +285,14 @@ class ModelCallInstrumentation:
             # traced; traced ones supply app defaults and get their span tagged.
             # The current context is read once and passed on (start_span, records).
             parent = otel_context.get_current()
-            if otel_context.get_value(_SUPPRESS_KEY, parent):  # serving.suppressed()
+            if parent.get(_SUPPRESS_KEY):  # serving.suppressed(), on the context read here
                 return None
-            scope = serving.current_scope()
+            scope = _SCOPE.get()  # serving.current_scope()
             instr = self if scope is None else scope.defaults.apply(self)
-            cfg = instr.config()
+            cfg = instr._config
+            # config(), its cached case inlined (runtime._generation: see config()).
+            if cfg is None or cfg.generation != runtime._generation or runtime._current is None:
+                cfg = instr.config()
             if cfg.disabled:
                 return None
             active = _ACTIVE.get()
@@ -414,7 +420,7 @@ class _Call:
         self.tokens: tuple[Any, Any] | None = None
         model_obj = instr.model_obj if instr.model_obj is not None else instance
         self.model_obj = model_obj
-        prediction_id = f"{_getrandbits(128):032x}"  # _new_prediction_id(), inlined
+        prediction_id = _getrandbits(128).to_bytes(16, "big").hex()  # _new_prediction_id()
         self.prediction_id = prediction_id
         attributes = cfg.base_attributes.copy()
         attributes[semconv.PREDICTION_ID] = prediction_id
@@ -453,7 +459,7 @@ class _Call:
         span_context = trace.set_span_in_context(span, parent)
         self.span_context = span_context
         self.parent = parent if attach else None
-        self.start = time.perf_counter()
+        self.start = _perf_counter()
         if attach:
             self.tokens = (
                 otel_context.attach(span_context),
@@ -500,19 +506,32 @@ class _Call:
             self.leave(tokens)
 
     def succeed(self, result: Any, outputs: bool = True) -> None:
-        if self.tokens is not None:
-            self._leave_attached()
+        tokens = self.tokens
+        if tokens is not None:  # _leave_attached(), inlined
+            self.tokens = None
+            self.leave(tokens)
         if self.done:
             return
         self.done = True
         try:
             cfg = self.cfg
-            duration = time.perf_counter() - self.start
+            duration = _perf_counter() - self.start
             instruments = cfg.instruments
             attributes = self.pending
             values: list[Any] = []
             if outputs and (cfg.capture_predictions or self.n_rows is None):
-                values = self._outputs(result, attributes)
+                kind = type(result)
+                # _outputs()'s fast path, inlined: one row, a plain number.
+                if self.n_rows == 1 and (
+                    kind is float
+                    or kind is bool
+                    or (kind is int and _INT64_MIN < result < _INT64_END)
+                ):
+                    if self.captured and cfg.capture_predictions:
+                        attributes[semconv.PREDICTION_VALUE] = result
+                    values = [result]
+                else:
+                    values = self._outputs(result, attributes)
             if self.instr.embedding is not None and self.captured and cfg.capture_features:
                 self._embedding(result, attributes)
             n_rows = self.n_rows if self.n_rows is not None else 1
