@@ -327,6 +327,8 @@ def match(
         shift = shift + (value - kv.value)
     template = st.template
     ok &= lengths == template.length + shift
+    if not ok.any():
+        return None
     limit = (starts + lengths)[:, None]
     inner = np.zeros((m, n_columns), dtype=np.intp)
     after = np.zeros((m, n_slots), dtype=np.intp)  # the shift after each slot
@@ -363,6 +365,8 @@ def match(
         inner[:, cols] += total - sizes[j]
         after[:, j] = before + total - sizes[j]
     ok &= row_ok.all(axis=1)
+    if not ok.any():
+        return None
     for length, c in zip(st.lengths, st.length_column, strict=True):
         value, good = _varints(at, starts + length.offset + base[:, c], length.size)
         ok &= good & (value == length.value + inner[:, c])

@@ -24,6 +24,7 @@ Numeric updates are vectorised with numpy (``searchsorted`` / ``bincount``).
 from __future__ import annotations
 
 import base64
+import ctypes
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,32 +133,43 @@ def _object_category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys, keys == ""
 
 
+def _addresses(values: np.ndarray) -> np.ndarray:
+    """The address of every element's object in a contiguous 1-D object array (the
+    array's own pointer buffer, copied): equal addresses are the same object."""
+    pointers = ctypes.cast(values.ctypes.data, ctypes.POINTER(ctypes.c_size_t))
+    return np.ctypeslib.as_array(pointers, shape=(values.shape[0],)).copy()
+
+
 def category_codes(values: np.ndarray) -> tuple[list[str], np.ndarray]:
     """The distinct category keys of a column and every row's index into them
     (``-1`` where missing): ``category_keys`` followed by a factorisation.
 
-    A column of plain ``str`` objects is factorised by hashing (a dict), without
-    converting it to a fixed-width string array and sorting; every other column
-    goes through ``category_keys`` and ``np.unique``. The keys are the same either
-    way (their order is not specified).
+    A column of ``str`` objects and ``None`` is factorised by hashing (a dict),
+    without converting it to a fixed-width string array and sorting; when rows
+    repeat the same objects (the decoders share one ``str`` per distinct value),
+    rows are first grouped by the objects' addresses (``np.unique``) and only the
+    distinct objects are hashed. Every other column goes through ``category_keys``
+    and ``np.unique``. The keys are the same either way (their order is not
+    specified).
     """
     n = values.shape[0]
-    if values.dtype.kind == "O" and n:
-        items = values.tolist()
-        if set(map(type, items)) == {str}:
-            index: dict[str, int] = dict.fromkeys(items, 0)
+    if values.dtype.kind == "O" and n and values.ndim == 1:
+        values = np.ascontiguousarray(values)
+        _, first, inverse = np.unique(_addresses(values), return_index=True, return_inverse=True)
+        repeated = first.size * 4 <= n
+        items = values[first].tolist() if repeated else values.tolist()
+        if set(map(type, items)) <= {str, type(None)}:
+            index: dict[str | None, int] = dict.fromkeys(items, 0)
             # numpy's str arrays drop trailing NULs ("a\x00" is "a" there): leave
             # such keys to ``category_keys`` so that both paths agree.
-            if not any(key.endswith("\x00") for key in index):
-                keys = list(index)
+            if not any(key.endswith("\x00") for key in index if key is not None):
+                keys = [key for key in index if isinstance(key, str) and key]  # None, "": missing
+                for key in index:
+                    index[key] = -1
                 for i, key in enumerate(keys):
                     index[key] = i
-                codes = np.fromiter(map(index.__getitem__, items), dtype=np.intp, count=n)
-                if "" in index:
-                    empty = index.pop("")
-                    keys.pop(empty)
-                    codes = np.where(codes == empty, -1, codes - (codes > empty))
-                return keys, codes
+                codes = np.fromiter(map(index.__getitem__, items), dtype=np.intp, count=len(items))
+                return keys, codes[inverse.reshape(-1)] if repeated else codes
     keys_array, missing = category_keys(values)
     if not keys_array.size:
         return [], np.zeros(0, dtype=np.intp)
