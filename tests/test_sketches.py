@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from modeltrace.drift.sketches import Binning, FeatureSketch, category_key
+from modeltrace.drift.sketches import Binning, FeatureSketch, category_codes, category_key
 
 EDGES = np.array([0.0, 1.0, 2.0, 3.0])
 
@@ -215,3 +215,34 @@ def test_numeric_update_is_vectorised_fast() -> None:
     sketch.update(x, np.ones(x.size), ids)
     assert time.perf_counter() - started < 1.0
     assert sketch.n == 200_000
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("pool", ["text", "text_missing", "nul", "mixed"])
+def test_category_codes_agree_with_category_key(pool: str, shared: bool) -> None:
+    """``category_codes`` (hashing, grouping by object when rows share objects) gives
+    every row the key ``category_key`` gives it, ``-1`` exactly where it is missing."""
+    pools = {
+        "text": ["a", "bb", "é", "日本", "a " * 3],
+        "text_missing": ["a", "bb", "", None, "ü"],
+        "nul": ["a", "a\x00", "b", None],
+        "mixed": ["1", 1, 1.0, True, None, "x", float("nan"), 2.5],
+    }
+    rng = np.random.default_rng(7)
+    picks = rng.integers(0, len(pools[pool]), 3000).tolist()
+    items = [pools[pool][i] for i in picks]
+    if not shared:  # a distinct object per row, as pandas/arrow gives them
+        items = [v.encode().decode() if isinstance(v, str) else v for v in items]
+    values = np.empty(len(items), dtype=object)
+    values[:] = items
+    keys, codes = category_codes(values)
+    assert codes.shape == (len(items),)
+    for item, code in zip(items, codes.tolist(), strict=True):
+        expected = category_key(item)
+        if pool == "nul" and isinstance(item, str):
+            expected = item.rstrip("\x00") or None  # numpy's str arrays drop trailing NULs
+        if expected is None:
+            assert code == -1
+        else:
+            assert keys[code] == expected
+    assert len(set(keys)) == len(keys)
