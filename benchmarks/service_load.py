@@ -48,6 +48,13 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def build_request(model: str, spans: int, features: int, rows: int, seed: int) -> bytes:
     """One serialized request made by the real decorator and the OTLP exporter's encoder."""
     from opentelemetry import trace
@@ -77,7 +84,8 @@ def build_request(model: str, spans: int, features: int, rows: int, seed: int) -
 def client(
     port: int, body: bytes, spans: int, seconds: float, start_at: float, result: Any
 ) -> None:
-    """Export ``body`` in a loop; put (acked spans, rejected spans, retries, latencies)."""
+    """Export ``body`` in a loop; put (acked spans, rejected spans, retries, latencies,
+    CPU seconds of this client during the load)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceResponse,
     )
@@ -88,6 +96,7 @@ def client(
     latencies: list[float] = []
     while time.time() < start_at:
         time.sleep(0.001)
+    cpu_started = time.process_time()
     end = start_at + seconds
     while time.time() < end:
         began = time.perf_counter()
@@ -104,8 +113,9 @@ def client(
             time.sleep(float(response.getheader("Retry-After", "1")))
         else:
             raise RuntimeError(f"export failed: {response.status} {payload[:200]!r}")
+    cpu = time.process_time() - cpu_started
     connection.close()
-    result.put((acked, rejected, retries, latencies))
+    result.put((acked, rejected, retries, latencies, cpu))
 
 
 def counted_spans(port: int, model: str) -> int:
@@ -186,9 +196,13 @@ def main() -> int:
         for worker in workers:
             worker.start()
         rss: list[tuple[float, float]] = []
+        while time.time() < start_at:
+            time.sleep(0.01)
+        service_cpu = cpu_seconds(service.pid)
         while time.time() < start_at + args.seconds + 1:
             rss.append((round(time.time() - start_at, 1), rss_mib(service.pid)))
             time.sleep(SAMPLE_SECONDS)
+        service_cpu = cpu_seconds(service.pid) - service_cpu
         results = [queue.get(timeout=120) for _ in workers]
         for worker in workers:
             worker.join(30)
@@ -211,6 +225,13 @@ def main() -> int:
             "retries_429_503": retries,
             "rejected_spans": rejected,
             "lost_spans": acked - counted,
+            # CPU the service used per acknowledged span (load-independent, unlike
+            # spans/s on a shared machine), its share of one core, and the clients'.
+            "service_cpu_us_per_span": round(service_cpu / max(acked, 1) * 1e6, 1),
+            "service_cpu_percent_of_one_core": round(100 * service_cpu / (args.seconds + 1)),
+            "clients_cpu_percent_of_one_core": round(
+                100 * sum(r[4] for r in results) / args.seconds
+            ),
             "rss_mib_min": round(min(r for _, r in rss[2:] or rss), 1),
             "rss_mib_max": round(max(r for _, r in rss), 1),
             "rss_mib_over_time": rss[:: max(1, len(rss) // 10)],
