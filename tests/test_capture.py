@@ -331,3 +331,32 @@ def test_numpy_row_fast_path_matches_the_per_column_path() -> None:
         expected = {f"{semconv.FEATURE_PREFIX}f{i}": v for i, v in enumerate(values.tolist())}
         assert got == expected
         assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
+
+
+def test_numpy_1d_row_equals_the_same_row_as_a_2d_batch() -> None:
+    """A 1-D array (kept flat on the fast path) captures exactly what its (1, n) form does."""
+    from modeltrace.capture import CaptureLimits, FeatureKeys, adapt_input
+    from modeltrace.privacy import PrivacyPolicy
+
+    rows = [
+        np.array([0.5, np.nan, -3.0, 1e300]),
+        np.array([1, 2, 3, 2**40], dtype=np.int64),
+        np.array([7, 8, 9, 10], dtype=np.uint64),
+        np.array([True, False, True, True]),
+        np.array(["a", "b" * 300, "", "d"]),
+        np.array([1, "x", None, 2.5], dtype=object),
+    ]
+    for names in (None, ["age", "email", "card", "z"]):
+        for max_features in (100, 3):
+            policy = dict(hash=("card",))
+            for row in rows:
+                got: dict[str, object] = {}
+                want: dict[str, object] = {}
+                limits = CaptureLimits(max_features=max_features)
+                flat = adapt_input(row, names, None)
+                batch = adapt_input(row.reshape(1, -1), names, None)
+                assert flat is not None and batch is not None
+                flat.add_features([0], limits, FeatureKeys(PrivacyPolicy(**policy)), got)
+                batch.add_features([0], limits, FeatureKeys(PrivacyPolicy(**policy)), want)
+                assert list(got) == list(want)
+                assert repr(list(got.values())) == repr(list(want.values()))

@@ -317,6 +317,37 @@ class _ArrayInput(InputView):
             attributes[semconv.FEATURES_TRUNCATED] = width - kept
 
 
+class _FlatRowInput(_ArrayInput):
+    """A 1-D numpy array: one row, reshaped to 2-D only when the general path needs it."""
+
+    def __init__(self, row: np.ndarray, names: Sequence[str] | None, model: Any) -> None:
+        self._row = row
+        self.n_rows = 1
+        self._given = names
+        self._model = model
+
+    @property
+    def _array(self) -> np.ndarray:  # type: ignore[override]
+        return self._row.reshape(1, -1)
+
+    def add_features(
+        self,
+        rows: list[int],
+        limits: CaptureLimits,
+        keys: FeatureKeys,
+        attributes: dict[str, Any],
+    ) -> None:
+        row = self._row
+        width = row.shape[0]
+        if width <= limits.max_features and _is_numeric_dtype(row):
+            # _ArrayInput.add_features's one-row numeric case without the reshape.
+            plain = keys.positional_plan(width, width, self._given, self._model)[1]
+            if plain is not None:
+                attributes.update(zip(plain, row.tolist(), strict=True))
+                return
+        super().add_features(rows, limits, keys, attributes)
+
+
 class _FrameInput(InputView):
     def __init__(self, frame: Any) -> None:
         self._frame = frame
@@ -492,7 +523,7 @@ def adapt_input(
         if obj.ndim == 2:
             return _ArrayInput(obj, names, model)
         if obj.ndim == 1:
-            return _ArrayInput(obj.reshape(1, -1), names, model)
+            return _FlatRowInput(obj, names, model)
         if obj.ndim == 0:
             return _ArrayInput(obj.reshape(1, 1), names, model)
         return None

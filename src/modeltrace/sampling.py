@@ -18,6 +18,16 @@ import time
 class RowBudget:
     """Capture probability per call so that about ``rows_per_second`` rows are captured."""
 
+    __slots__ = (
+        "_budget",
+        "_captured",
+        "_clock",
+        "_demand",
+        "_lock",
+        "_window_rate",
+        "_window_start",
+    )
+
     def __init__(self, rows_per_second: float, clock=time.monotonic) -> None:
         if not rows_per_second > 0:
             raise ValueError(f"rows_per_second must be > 0, got {rows_per_second!r}")
@@ -52,6 +62,8 @@ class RowBudget:
 
 class ConstantRate:
     """Capture each call with a fixed probability."""
+
+    __slots__ = ("_rate",)
 
     def __init__(self, rate: float) -> None:
         if not 0.0 <= rate <= 1.0:
