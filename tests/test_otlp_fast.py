@@ -360,7 +360,7 @@ def test_slotted_strings_without_the_hash_path() -> None:
     """The strings are told apart by a checked 64-bit hash; on a collision they are
     sorted instead: both give the same rows."""
     data = _text_request(30, seed=7)
-    with mock.patch.object(otlp_slots, "_distinct_rows", return_value=None):
+    with mock.patch.object(otlp_slots, "_group_words", return_value=None):
         fast = otlp_fast.extract_request(data)
     assert fast is not None
     assert_same(fast, generic(data))

@@ -219,24 +219,56 @@ def _windows(buf: UInt8Array, width: int) -> UInt8Array:
     )
 
 
-def _distinct_rows(keys: UInt8Array) -> tuple[IntArray, IntArray] | None:
-    """(first row of each distinct row, index of every row's distinct row) of a byte
+_HASH = np.uint64(0x9E3779B97F4A7C15)
+# _LOW_BYTES[k]: a mask of the k low bytes of a little-endian word.
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
+def _group_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | None:
+    """(a row of each distinct row, index of every row's distinct row) of a word
     matrix, by a 64-bit hash of each row checked for collisions; ``None`` when two
     different rows share a hash (the caller then sorts the rows themselves)."""
+    n, k = words.shape
+    hashed = words[:, 0].copy()
+    with np.errstate(over="ignore"):
+        for i in range(1, k):
+            hashed = (hashed * _HASH) ^ words[:, i]
+    order = np.argsort(hashed)
+    ordered = hashed[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    first = order[new]
+    if k > 1 and not bool((words == words[first[inverse]]).all()):
+        return None
+    return first.astype(np.intp), inverse
+
+
+def _distinct_rows(keys: UInt8Array) -> tuple[IntArray, IntArray] | None:
+    """``_group_words`` of a byte matrix (rows padded to whole words)."""
     n, width = keys.shape
     padded = -width % 8
     if padded:
         keys = np.concatenate([keys, np.zeros((n, padded), dtype=np.uint8)], axis=1)
-    words = keys.view(np.uint64)
-    hashed = words[:, 0].copy()
-    with np.errstate(over="ignore"):
-        for k in range(1, words.shape[1]):
-            hashed = (hashed * np.uint64(0x9E3779B97F4A7C15)) ^ words[:, k]
-    _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    if words.shape[1] > 1 and not bool((words == words[first[inverse]]).all()):
+    return _group_words(keys.view(np.uint64))
+
+
+def _short_keys(
+    buf: UInt8Array, starts: IntArray, sizes: IntArray
+) -> npt.NDArray[np.uint64] | None:
+    """Strings of at most 14 bytes as two words each: the one-byte length before
+    the string, then the string, zero-padded (equal words <=> equal strings);
+    ``None`` when a length before a string is not that one byte."""
+    padded = np.concatenate([buf, np.zeros(16, dtype=np.uint8)])
+    where = np.where(sizes > 0, starts - 1, 0)
+    if not bool(((padded[where] == sizes) | (sizes == 0)).all()):
         return None
-    return first.astype(np.intp), inverse.astype(np.intp)
+    count = np.where(sizes > 0, sizes + 1, 0)
+    words: npt.NDArray[np.uint64] = _windows(padded, 16)[where].view("<u8")
+    words[:, 0] &= _LOW_BYTES[np.minimum(count, 8)]
+    words[:, 1] &= _LOW_BYTES[np.maximum(count - 8, 0)]
+    return words
 
 
 def _read_strings(
@@ -248,8 +280,32 @@ def _read_strings(
     width = int(sizes.max(initial=0))
     if n == 0:
         return [], np.zeros(0, dtype=np.intp), np.zeros(0, dtype=bool)
-    if n * (width + 2) > _MAX_STRING_BATCH:
-        return None
+    short = _short_keys(buf, starts, sizes) if width <= 14 else None
+    found = None if short is None else _group_words(short)
+    if found is None:
+        if n * (width + 2) > _MAX_STRING_BATCH:
+            return None
+        found = _distinct_keys(buf, starts, sizes, width)
+    first, index = found
+    texts: list[str | None] = []
+    bad = np.zeros(first.size, dtype=bool)
+    for i, (start, size) in enumerate(
+        zip(starts[first].tolist(), sizes[first].tolist(), strict=True)
+    ):
+        try:
+            texts.append(bytes(buf[start : start + size]).decode("utf-8"))
+        except UnicodeDecodeError:
+            texts.append(None)
+            bad[i] = True
+    return texts, index, bad[index]
+
+
+def _distinct_keys(
+    buf: UInt8Array, starts: IntArray, sizes: IntArray, width: int
+) -> tuple[IntArray, IntArray]:
+    """``_group_words`` of the strings of any length (up to ``width``): each one as
+    its two-byte length and its bytes, zero-padded."""
+    n = starts.size
     keys = np.zeros((n, width + 2), dtype=np.uint8)
     keys[:, 0] = sizes & 0xFF
     keys[:, 1] = sizes >> 8
@@ -263,26 +319,14 @@ def _read_strings(
             keys[i, 2 : 2 + chunk.size] = chunk
         keys[:, 2:][np.arange(width)[None, :] >= sizes[:, None]] = 0
     found = _distinct_rows(keys)
-    if found is None:
-        # Equal keys as fixed-width bytes <=> equal strings (the length comes first,
-        # so numpy's stripping of trailing NULs cannot merge two of them).
-        _, first, inverse = np.unique(
-            keys.view(f"S{width + 2}").ravel(), return_index=True, return_inverse=True
-        )
-    else:
-        first, inverse = found
-    texts: list[str | None] = []
-    bad = np.zeros(first.size, dtype=bool)
-    for i, row in enumerate(first.tolist()):
-        raw = keys[row].tobytes()
-        size = raw[0] | (raw[1] << 8)
-        try:
-            texts.append(raw[2 : 2 + size].decode("utf-8"))
-        except UnicodeDecodeError:
-            texts.append(None)
-            bad[i] = True
-    index = inverse.reshape(-1).astype(np.intp)
-    return texts, index, bad[index]
+    if found is not None:
+        return found
+    # Equal keys as fixed-width bytes <=> equal strings (the length comes first, so
+    # numpy's stripping of trailing NULs cannot merge two of them).
+    _, first, inverse = np.unique(
+        keys.view(f"S{width + 2}").ravel(), return_index=True, return_inverse=True
+    )
+    return first.astype(np.intp), inverse.reshape(-1).astype(np.intp)
 
 
 def _varints(
@@ -311,10 +355,9 @@ def match(
     m = starts.size
     slots = st.slots
     n_slots = len(slots)
-    last = buf.size - 1
 
     def at(pos: IntArray) -> IntArray:
-        return buf[np.minimum(pos, last)].astype(np.intp)
+        return np.take(buf, pos, mode="clip").astype(np.intp)
 
     ok = np.ones(m, dtype=bool)
     n_columns = len(st.kv)
