@@ -155,7 +155,14 @@ def category_codes(values: np.ndarray) -> tuple[list[str], np.ndarray]:
     n = values.shape[0]
     if values.dtype.kind == "O" and n and values.ndim == 1:
         values = np.ascontiguousarray(values)
-        _, first, inverse = np.unique(_addresses(values), return_index=True, return_inverse=True)
+        addresses = _addresses(values)
+        order = np.argsort(addresses)
+        ordered = addresses[order]
+        new = np.ones(n, dtype=bool)
+        new[1:] = ordered[1:] != ordered[:-1]
+        first = order[new]  # a row of each distinct object
+        inverse = np.empty(n, dtype=np.intp)
+        inverse[order] = np.cumsum(new) - 1
         repeated = first.size * 4 <= n
         items = values[first].tolist() if repeated else values.tolist()
         if set(map(type, items)) <= {str, type(None)}:
