@@ -6,13 +6,18 @@ length: ``"red"``, ``"green"``, missing values) rarely share one and fell back t
 the generic decoder. Here the values of a template's text columns become *slots*:
 each array element (``values`` tag, length, then nothing or a ``string_value``)
 and each scalar text ``KeyValue.value`` may have any length in a matching span.
-``SlottedTemplate.match`` walks the slots of many spans at once with numpy (one
-step per slot, over all spans), checks that the enclosing lengths (the array's,
-the ``KeyValue``'s) add up, copies each span's bytes outside the slots into the
+``match`` walks the slots of many spans at once with numpy (each text column's
+shift from the ``KeyValue`` lengths, then one step per element index for all
+columns and spans), checks that the enclosing lengths (the ``KeyValue``'s, its
+value's, the array's) add up, copies each span's bytes outside the slots into the
 template's layout (``normalized`` rows: the template's own bytes in the slots),
 and checks those rows against the template byte mask as ``otlp_scan.match`` does.
-The strings themselves are read in bulk (one ``np.unique`` over every slot of
-every span, then one UTF-8 decode per distinct string).
+The strings themselves are read in bulk: every slot of every span keyed by its
+length and bytes (two words for strings up to 14 bytes), grouped by a 64-bit hash
+checked for collisions, then one UTF-8 decode per distinct string.
+
+Spans that do not fit (other layouts, strings of 16 KiB or more, non-UTF-8 text)
+are left to ``otlp_fast``'s plain templates and to the generic decoder.
 
 ``decode`` turns a matched group into ``otlp_fast``'s block: the template's decoder
 on the normalized rows, then the text columns overwritten with the slot values,
