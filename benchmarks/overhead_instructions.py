@@ -26,6 +26,7 @@ SDK_SCALARS = "SDK: attributes, 20 scalars"
 SDK_ARRAYS = "SDK: attributes, 50 arrays of 8 floats"
 SDK_EMPTY = "SDK: attributes, empty"
 SDK_HISTOGRAM = "SDK: one histogram record, 2 attributes"
+FLOOR = "floor: 1 row (dict) span+records, no checks"
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
@@ -69,6 +70,7 @@ def run_cases(calls: int) -> list[str]:
     cases[SDK_ARRAYS] = (lambda a: BoundedAttributes(128, a, immutable=False), arrays)
     cases[SDK_EMPTY] = (lambda a: BoundedAttributes(128, a, immutable=False), None)
     cases[SDK_HISTOGRAM] = (lambda a: histogram.record(1.0, a), volume)
+    cases[FLOOR] = (_floor_call(runtime.current(), model_fn), scalars_row())
     for func, arg in cases.values():
         for _ in range(50):
             func(arg)
@@ -78,6 +80,63 @@ def run_cases(calls: int) -> list[str]:
             func(arg)
     os.getppid()
     return list(cases)
+
+
+def scalars_row() -> dict[str, float]:
+    return {f"feature_{i}": float(i) for i in range(20)}
+
+
+def _floor_call(rt: Any, model_fn: Any) -> Any:
+    """The one-row (dict) case written out by hand with public SDK calls only.
+
+    Same span (name, kind, attributes in the same order) and the same metric
+    records as ``monitor`` with one captured dict row of 20 numbers, but nothing
+    checked or decided: no input detection, no privacy or type checks, no
+    sampling, no nesting guard. What is left between this and monitor is
+    modeltrace's own per-call work.
+    """
+    import random
+    import time
+
+    from opentelemetry import context, trace
+    from opentelemetry.trace import SpanKind
+
+    from modeltrace import semconv
+
+    tracer, instruments = rt.tracer, rt.instruments
+    base = {
+        semconv.MODEL_NAME: "m",
+        semconv.MODEL_VERSION: "1",
+        semconv.MODEL_FRAMEWORK: "custom",
+        semconv.MODEL_OPERATION: "predict",
+    }
+    volume = {semconv.MODEL_NAME: "m", semconv.MODEL_VERSION: "1"}
+    metric = {**volume, semconv.MODEL_OPERATION: "predict"}
+    keys = [semconv.FEATURE_PREFIX + name for name in scalars_row()]
+
+    def floor(row: dict[str, float]) -> Any:
+        parent = context.get_current()
+        attributes = base.copy()
+        attributes[semconv.PREDICTION_ID] = random.getrandbits(128).to_bytes(16, "big").hex()
+        attributes[semconv.BATCH_SIZE] = 1
+        attributes[semconv.SAMPLE_RATE] = 1.0
+        attributes[semconv.SAMPLE_INDICES] = [0]
+        attributes.update(zip(keys, row.values(), strict=True))
+        span = tracer.start_span("predict m", parent, kind=SpanKind.INTERNAL, attributes=attributes)
+        start = time.perf_counter()
+        span_context = trace.set_span_in_context(span, parent)
+        token = context.attach(span_context)
+        result = model_fn(row)
+        context.detach(token)
+        span.set_attribute(semconv.PREDICTION_VALUE, result)
+        span.end()
+        instruments.duration.record(time.perf_counter() - start, metric, span_context)
+        instruments.predictions.add(("m", "1"), 1)
+        instruments.batch_size.record(1, volume, parent)
+        instruments.prediction_value.record(result, volume, parent)
+        return result
+
+    return floor
 
 
 def main() -> None:
@@ -153,6 +212,14 @@ def main() -> None:
     print(f"  20 scalar features            {per_call[SDK_SCALARS] - empty:10,.0f}")
     print(f"  50 features x 8 rows          {per_call[SDK_ARRAYS] - empty:10,.0f}")
     print(f"  histogram record              {per_call[SDK_HISTOGRAM]:10,.0f}")
+    floor = per_call[FLOOR]
+    print()
+    print(f"floor (same output by hand, nothing checked): {floor:,.0f} = {floor / hand:.2f}x")
+    print(f"  modeltrace's own work, 1 row (dict)   {one_row - floor:10,.0f}")
+    print(
+        "  modeltrace's own work, 1 row (numpy)  "
+        f"{per_call['monitor, 1 row x 20 features (numpy)'] - floor:10,.0f}"
+    )
 
 
 if __name__ == "__main__":
