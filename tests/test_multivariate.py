@@ -461,3 +461,45 @@ def test_monitor_field_name_embedding_and_broken_sources_never_break_the_call() 
         tel.close()
     with pytest.raises(TypeError, match="embedding"):
         modeltrace.monitor(model="h", embedding=42)  # type: ignore[arg-type]
+
+
+class _Encoder:
+    """A model whose embedding is its own hidden layer (module level, so it pickles)."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.weights = weights
+
+    def hidden(self, x: np.ndarray) -> np.ndarray:
+        return np.tanh(np.atleast_2d(x) @ self.weights)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.hidden(x).sum(axis=1)
+
+
+def test_wrap_records_embeddings_like_monitor_and_pickles_with_a_field_name() -> None:
+    import pickle
+
+    rng = np.random.default_rng(8)
+    model = _Encoder(np.random.default_rng(1).standard_normal((6, 10)))
+    tel = Telemetry(sample_rate=1.0, max_rows=8)
+    try:
+        wrapped = modeltrace.wrap(
+            model, model="enc", version="2", embedding=EmbeddingCapture(model.hidden, dim=4, seed=3)
+        )
+        batch = rng.standard_normal((5, 6))
+        np.testing.assert_array_equal(wrapped.predict(batch), model.predict(batch))
+        attributes = tel.span().attributes or {}
+        spec = str(attributes[semconv.EMBEDDING_PROJECTION])
+        assert spec == "gaussian:seed=3:k=4:d=10"
+        rows = [int(i) for i in attributes[semconv.SAMPLE_INDICES]]  # type: ignore[union-attr]
+        expected, norms = Projection.parse(spec).project(model.hidden(batch)[rows])
+        np.testing.assert_allclose(attributes[semconv.EMBEDDING_VECTOR], expected.ravel())
+        np.testing.assert_allclose(attributes[semconv.EMBEDDING_NORM], norms)
+
+        by_name = modeltrace.wrap(model, model="enc", version="3", embedding="vec")
+        clone = pickle.loads(pickle.dumps(by_name))
+        assert clone._self_wrap_kwargs["embedding"] == "vec"
+    finally:
+        tel.close()
+    with pytest.raises(TypeError, match="embedding"):
+        modeltrace.wrap(model, embedding=42)  # type: ignore[arg-type]

@@ -898,12 +898,17 @@ def wrap(
     hash: Sequence[str] = (),
     *,
     framework: str | None = None,
+    embedding: EmbeddingCapture | Callable[[Any], Any] | str | None = None,
 ) -> T:
     """A transparent proxy of ``model_obj`` whose predict methods and ``__call__`` are monitored.
 
     ``model`` defaults to the class name. Everything else (attributes,
-    ``isinstance``, ``fit``) passes through to the model.
+    ``isinstance``, ``fit``) passes through to the model. ``embedding`` as in
+    ``monitor``: a callable ``input -> (n, d) array`` (for example the model's
+    own ``transform``), the name of an input/output field, or an
+    ``EmbeddingCapture``.
     """
+    embedding_capture = as_capture(embedding)
     kwargs: dict[str, Any] = {
         "model": model,
         "version": version,
@@ -916,6 +921,7 @@ def wrap(
         "redact": tuple(redact),
         "hash": tuple(hash),
         "framework": framework,
+        "embedding": embedding,
     }
     if runtime.disabled_now():
         return model_obj
@@ -937,6 +943,7 @@ def wrap(
             framework=framework,
             feature_names=feature_names,
             model_obj=model_obj,
+            embedding=embedding_capture,
             **options,
         )
         for operation in (*MONITORED_METHODS, "__call__")
