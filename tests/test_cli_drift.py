@@ -68,6 +68,38 @@ def test_build_from_csv_and_parquet_match_the_api(
     assert from_csv.target is not None
 
 
+def test_build_with_score_keeps_the_calibration_sample_of_the_api(
+    tmp_path: Path, training: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    frame = training.assign(confidence=rng.uniform(0.5, 1.0, len(training)).round(4))
+    frame.to_csv(tmp_path / "scored.csv", index=False)
+    args = ["reference", "build", str(tmp_path / "scored.csv"), "--model", "m", "--version", "1"]
+    labelled = ["--prediction", "score", "--target", "label", "--categorical", "plan"]
+    out = ["-o", str(tmp_path / "scored.json")]
+    assert main([*args, *labelled, "--score", "confidence", *out]) == 0
+    built = Reference.load(tmp_path / "scored.json")
+    direct = Reference.from_data(
+        frame.drop(columns=["score", "label", "confidence"]),
+        predictions=frame["score"].to_numpy(),
+        targets=frame["label"].to_numpy(),
+        categorical=["plan"],
+        scores=frame["confidence"].to_numpy(),
+    )
+    assert "confidence" not in built.features
+    assert built.labelled is not None and direct.labelled is not None
+    assert built.labelled.to_dict() == direct.labelled.to_dict()
+    assert _counts(built) == _counts(direct)
+
+    # without --target there is nothing to calibrate against; a non-probability is refused
+    assert main([*args, "--prediction", "score", "--score", "confidence", *out]) == 2
+    assert "scores need predictions and targets" in capsys.readouterr().err
+    assert main([*args, *labelled, "--score", "income", *out]) == 2
+    assert "--score: column 'income' must hold probabilities in [0, 1]" in capsys.readouterr().err
+    assert main([*args, *labelled, "--score", "nope", *out]) == 2
+    assert "--score: column(s) 'nope' not in scored.csv" in capsys.readouterr().err
+
+
 def test_stdlib_csv_reader_gives_the_same_reference(tmp_path: Path, training: pd.DataFrame) -> None:
     columns = read_table(tmp_path / "train.csv", "never", use_pandas=False)
     assert isinstance(columns, dict)

@@ -212,6 +212,23 @@ def _drop(table: Any, names: list[str]) -> Any:
     return {k: v for k, v in table.items() if k not in names}
 
 
+def _score_column(table: Any, name: str) -> Any:
+    """The ``--score`` column as floats in [0, 1] (the predicted class's probability)."""
+    import numpy as np
+
+    try:
+        values = np.asarray(table[name], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"--score: column {name!r} is not numeric ({exc})") from None
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise DataError(
+            f"--score: column {name!r} must hold probabilities in [0, 1] "
+            f"(found {finite.min():g} to {finite.max():g})"
+        )
+    return values
+
+
 def build(args: argparse.Namespace, read: Callable[..., Any] = read_table) -> int:
     from modeltrace.drift.reference import Reference
 
@@ -221,7 +238,12 @@ def build(args: argparse.Namespace, read: Callable[..., Any] = read_table) -> in
         names = _column_names(table)
         categorical = _split_names(args.categorical)
         exclude = _split_names(args.exclude)
-        single = {"--prediction": [args.prediction], "--target": [args.target]}
+        score = getattr(args, "score", None)
+        single = {
+            "--prediction": [args.prediction],
+            "--target": [args.target],
+            "--score": [score],
+        }
         _check_columns(
             path,
             names,
@@ -231,7 +253,8 @@ def build(args: argparse.Namespace, read: Callable[..., Any] = read_table) -> in
                 "--exclude": exclude,
             },
         )
-        table = _drop(table, exclude)
+        scores = _score_column(table, score) if score else None
+        table = _drop(table, exclude + ([score] if score else []))
         categorical_names = ["__prediction__" if c == args.prediction else c for c in categorical]
         reference = Reference.from_data(
             table,
@@ -240,6 +263,7 @@ def build(args: argparse.Namespace, read: Callable[..., Any] = read_table) -> in
             categorical=categorical_names or None,
             bins=args.bins,
             top_k=args.top_k,
+            scores=scores,
         )
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -306,6 +330,14 @@ def register(subparsers: Any) -> None:
         "--prediction", metavar="COL", help="column of model outputs (prediction drift)"
     )
     build_parser.add_argument("--target", metavar="COL", help="column of true labels")
+    build_parser.add_argument(
+        "--score",
+        metavar="COL",
+        help=(
+            "column of the model's confidence (the predicted class's probability, 0 to 1); "
+            "with --prediction and --target it calibrates estimated performance (CBPE)"
+        ),
+    )
     build_parser.add_argument(
         "--categorical", metavar="COLS", help="comma-separated columns to treat as categorical"
     )
