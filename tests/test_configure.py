@@ -160,11 +160,13 @@ def test_dead_endpoint_never_blocks_and_shutdown_is_bounded(protocol: str) -> No
         started = time.perf_counter()
         predict([float(i)])
         slowest = max(slowest, time.perf_counter() - started)
-    # a predict call never waits for the exporter (which retries for up to 30 s)
-    assert slowest < 1.0
+    # A predict call never waits for the exporter, which retries for up to 30 s. The
+    # bounds sit far below that failure mode and far above scheduling noise on a
+    # loaded 2-core machine (load 10 was seen to stretch a call past 1 s).
+    assert slowest < 5.0
     started = time.perf_counter()
     handle.shutdown(1500)
-    assert time.perf_counter() - started < 3.0
+    assert time.perf_counter() - started < 10.0
     points = data_points(reader).get(semconv.METRIC_SDK_SPANS_DROPPED, [])
     dropped = sum(p.value for p in points)
     assert dropped > 0
