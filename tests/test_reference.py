@@ -211,3 +211,48 @@ def test_high_cardinality_categoricals_stay_bounded() -> None:
     sketch = user.new_sketch()
     sketch.update(np.array(["user-1", "brand-new"], dtype=object), np.ones(2))
     assert sketch.unseen == 0
+
+
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", "object"])
+def test_string_dataframe_columns_give_the_reference_of_plain_lists(dtype: str) -> None:
+    # pandas string columns are read through their distinct values (one shared str
+    # per value): the reference must be byte-for-byte the one built from plain lists.
+    rng = np.random.default_rng(11)
+    pool = np.array(["a", "b", "é", "zz", "", None, "a\x00", "long " * 20], dtype=object)
+    n = 3000
+    cats = pool[rng.integers(0, pool.size, n)]
+    other = np.array([f"v{i}" for i in rng.integers(0, 40, n)], dtype=object)
+    other[::13] = None
+    numbers = rng.normal(size=n)
+    numbers[::17] = np.nan
+    frame = pd.DataFrame(
+        {
+            "c": pd.Series(list(cats), dtype=dtype),
+            "d": pd.Series(list(other), dtype=dtype),
+            "x": numbers,
+        }
+    )
+    plain = {"c": list(cats), "d": list(other), "x": numbers.tolist()}
+    built = Reference.from_data(frame, categorical=["c", "d"]).to_dict()
+    expected = Reference.from_data(plain, categorical=["c", "d"]).to_dict()
+    built.pop("created_at")
+    expected.pop("created_at")
+    assert json.dumps(built, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 999, 1000, 1001, 1003, 2500, 50_000])
+@pytest.mark.parametrize("size", [0, 1, 7, 1000])
+def test_quantile_sample_by_index_is_numpys_inverted_cdf(n: int, size: int) -> None:
+    from modeltrace.drift.reference import _sorted_quantile_sample
+
+    rng = np.random.default_rng(n + size)
+    values = np.sort(np.round(rng.normal(size=n), 2))  # ties included
+    got = _sorted_quantile_sample(values, size)
+    if n <= size:
+        expected = values
+    elif size == 0:
+        expected = np.empty(0)
+    else:
+        levels = (np.arange(size) + 0.5) / size
+        expected = np.quantile(values, levels, method="inverted_cdf")
+    np.testing.assert_array_equal(got, expected)

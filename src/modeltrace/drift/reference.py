@@ -68,11 +68,26 @@ def _is_dataframe(data: object) -> bool:
     return hasattr(data, "columns") and hasattr(data, "iloc") and hasattr(data, "dtypes")
 
 
+def _string_column(series: Any) -> np.ndarray:
+    """A pandas string Series as an object column of ``str`` and ``None`` (the values
+    of ``astype(object)`` with missing ones as ``None``), built from its distinct
+    values: rows with the same value share one ``str`` object, so the category codes
+    group them by address instead of hashing every row's fresh string, and no
+    Python object is made per row."""
+    codes, uniques = series.factorize()  # missing -> -1
+    lookup = np.empty(len(uniques) + 1, dtype=object)
+    lookup[:-1] = [str(u) for u in uniques]
+    lookup[-1] = None
+    return lookup[np.asarray(codes, dtype=np.intp)]
+
+
 def _column_array(values: object) -> np.ndarray:
     """A 1-D numpy column from a pandas Series, an array or a sequence."""
     if hasattr(values, "to_numpy"):
         series: Any = values
         dtype = getattr(series, "dtype", None)
+        if type(dtype).__name__ == "StringDtype" and hasattr(series, "factorize"):
+            return _string_column(series)
         # pandas extension dtypes (nullable ints, categoricals, strings) -> object with None
         if dtype is not None and not isinstance(dtype, np.dtype):
             return np.asarray(series.astype(object).where(series.notna(), None).to_numpy())
@@ -249,13 +264,15 @@ class FeatureReference:
             kind = infer_kind(column)
         summary: dict[str, Any] = {}
         codes: tuple[list[str], np.ndarray] | None = None
+        ordered = np.empty(0, dtype=np.float64)
         if kind == "numeric":
             x = as_float(column)
             finite = x[np.isfinite(x)]
+            ordered = np.sort(finite)  # once, for the edges and the quantile sample
             if finite.size == 0:
                 edges = np.array([0.0])
             else:
-                edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
+                edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, bins + 1)))
                 summary = {
                     "min": float(finite.min()),
                     "max": float(finite.max()),
@@ -286,7 +303,7 @@ class FeatureReference:
             counts=sketch.counts,
             n=sketch.n,
             missing=sketch.missing_raw,
-            reservoir=_quantile_sample(column, reservoir_size)
+            reservoir=_sorted_quantile_sample(ordered, reservoir_size)
             if kind == "numeric"
             else np.empty(0),
             category_counts=category_counts,
@@ -390,13 +407,24 @@ def _quantile_sample(column: np.ndarray, size: int) -> np.ndarray:
     actual observation (inverted-CDF quantiles).
     """
     x = as_float(column)
-    finite = np.sort(x[np.isfinite(x)])
+    return _sorted_quantile_sample(np.sort(x[np.isfinite(x)]), size)
+
+
+def _sorted_quantile_sample(finite: np.ndarray, size: int) -> np.ndarray:
+    """``_quantile_sample`` of values already finite and sorted: the elements
+    ``np.quantile(finite, levels, method="inverted_cdf")`` picks, read by index
+    (numpy's rule: ``n * q - 1`` rounded up unless integral, at least 0) instead of
+    partitioning the array around every one of the ``size`` levels."""
     if finite.size <= size:
         return finite
     if size == 0:
         return np.empty(0, dtype=np.float64)
     levels = (np.arange(size) + 0.5) / size
-    return np.quantile(finite, levels, method="inverted_cdf")
+    virtual = finite.size * levels - 1
+    below = np.floor(virtual)
+    index = np.where(virtual - below == 0, below, below + 1).astype(np.intp)
+    index[index < 0] = 0
+    return finite[index]
 
 
 def _opt(value: float | None) -> float | None:
