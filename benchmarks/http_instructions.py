@@ -25,17 +25,15 @@ test client is cheap.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 
-MARKER = "os_getppid"
-_TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+from overhead_instructions import MARKER, dump_totals
+
 MODES = ("none", "otel", "modeltrace", "modeltrace, capture off")
 
 
@@ -125,13 +123,11 @@ def count(framework: str, mode: str, requests: int) -> float:
             text=True,
             check=True,
         )
-        dumps = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
         # dump 1: start-up and warm-up; dump 2: the measured requests and their export.
-        with open(dumps[1]) as handle:
-            match = _TOTALS.search(handle.read())
-    if match is None:
+        totals = dump_totals(out)
+    if len(totals) < 2 or not totals[1]:
         raise RuntimeError(f"no totals in the callgrind dump of {framework}/{mode}")
-    return int(match.group(1)) / requests
+    return totals[1] / requests
 
 
 def main() -> None:

@@ -30,6 +30,17 @@ FLOOR = "floor: 1 row (dict) span+records, no checks"
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
+def dump_totals(out: str) -> list[int]:
+    """Instructions of each callgrind dump ``out.1``, ``out.2``, ... in order (0 if none)."""
+    dumps = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
+    totals = []
+    for path in dumps:
+        with open(path) as handle:
+            match = _TOTALS.search(handle.read())
+        totals.append(int(match.group(1)) if match else 0)
+    return totals
+
+
 def run_cases(calls: int) -> list[str]:
     """Inside valgrind: warm every case up, then run each between two getppid markers."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -166,12 +177,7 @@ def main() -> None:
         )
         names = completed.stdout.split("\n")
         names = [n for n in names if n]
-        dumps = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-        totals = []
-        for path in dumps:
-            with open(path) as handle:
-                match = _TOTALS.search(handle.read())
-            totals.append(int(match.group(1)) if match else 0)
+        totals = dump_totals(out)
     # dump k (1-based) holds what ran before marker k: dump 1 is start-up, dump k+1 case k.
     per_call = {name: totals[i + 1] / args.calls for i, name in enumerate(names)}
     print(f"{'case':45s} {'instructions/call':>18s}  ({args.calls} calls each)")
