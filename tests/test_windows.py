@@ -194,3 +194,56 @@ def test_unseeded_replicas_sample_independently(reference: Reference) -> None:
     kept_left = set(left.current()["x"].reservoir_values().tolist())
     kept_right = set(right.current()["x"].reservoir_values().tolist())
     assert kept_left != kept_right
+
+
+class _PerSliceCodes(ModelWindow):
+    """The window before category codes were computed once per batch: every pane's
+    sketches and joint rows factorise their own slice of each categorical column."""
+
+    def _category_codes(self, arrays):  # type: ignore[no-untyped-def]
+        return {}
+
+
+@pytest.mark.parametrize("mode", ["count", "time"])
+def test_category_codes_once_per_batch_give_the_per_slice_state(mode: str) -> None:
+    rng = np.random.default_rng(5)
+    n_ref = 4000
+    ref_pool = np.array(["a", "b", "c", "é", "d" * 30, None, ""], dtype=object)
+    reference = Reference.from_data(
+        {
+            "colour": list(ref_pool[rng.integers(0, ref_pool.size, n_ref)]),
+            "size": list(rng.integers(0, 4, n_ref)),  # integers, forced categorical
+            "x": rng.normal(size=n_ref).tolist(),
+            "y": rng.exponential(size=n_ref).tolist(),
+        },
+        categorical=["colour", "size"],
+    )
+    # Live data: missing values, unseen categories, a trailing NUL, mixed types.
+    live_pool = np.array(["a", "b", "é", "unseen", "a\x00", None, "", 7, "d" * 30], dtype=object)
+    options = (
+        {"count": 900, "pane_rows": 250}
+        if mode == "count"
+        else {"pane_seconds": 10.0, "window_seconds": 60.0}
+    )
+    windows = [
+        cls(reference, seed=3, row_reservoir_size=300, **options)  # type: ignore[arg-type]
+        for cls in (ModelWindow, _PerSliceCodes)
+    ]
+    for i in range(6):
+        n = int(rng.integers(1, 700))
+        columns = {
+            "colour": live_pool[rng.integers(0, live_pool.size, n)],
+            "size": np.array([int(v) if v < 5 else None for v in rng.integers(0, 6, n)], object),
+            "x": rng.normal(0.3, 1.0, n),
+            "unknown": np.array(["q"] * n, dtype=object),
+        }
+        weights = rng.uniform(1.0, 3.0, n)
+        ids = [f"{i:02d}{j:030x}" for j in range(n)]
+        for window in windows:
+            window.update(columns, weights, ids, 1000.0 + 7.0 * i)
+    fast, slow = windows
+    assert fast.to_bytes() == slow.to_bytes()
+    joint = fast.joint_rows()
+    assert joint is not None and len(joint) > 0
+    sketch = fast.current()["colour"]
+    assert sketch.unseen_raw > 0 and sketch.missing_raw > 0

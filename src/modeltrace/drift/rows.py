@@ -56,8 +56,15 @@ class RowLayout:
         """Per column: None when numeric, else the number of codes (top-K + other)."""
         return [None if b.kind == "numeric" else b.n_bins for b in self.binnings]
 
-    def encode(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-        """``(n, width)`` float matrix of the rows (absent columns are all missing)."""
+    def encode(
+        self,
+        columns: Mapping[str, np.ndarray],
+        n: int,
+        codes: Mapping[str, tuple[list[str], np.ndarray]] | None = None,
+    ) -> np.ndarray:
+        """``(n, width)`` float matrix of the rows (absent columns are all missing).
+
+        ``codes``: ``category_codes`` of categorical columns, when the caller has them."""
         out = np.full((n, self.width), np.nan, dtype=np.float64)
         for j, (name, binning) in enumerate(zip(self.names, self.binnings, strict=True)):
             values = columns.get(name)
@@ -70,7 +77,9 @@ class RowLayout:
                 x = as_float(values)
                 out[:, j] = np.where(np.isfinite(x), x, np.nan)
             else:
-                _, _, bins = binning.assign_categorical(values)
+                _, _, bins = binning.assign_categorical(
+                    values, None if codes is None else codes.get(name)
+                )
                 out[:, j] = np.where(bins >= 0, bins, np.nan)
         return out
 

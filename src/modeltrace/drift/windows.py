@@ -42,6 +42,7 @@ from .sketches import (
     DEFAULT_EXEMPLARS_PER_BIN,
     Binning,
     FeatureSketch,
+    category_codes,
     update_numeric_sketches,
 )
 
@@ -336,13 +337,14 @@ class ModelWindow:
             embeddings = None
         if n == 0:
             return 0
+        codes = self._category_codes(arrays)
         if self.count is None:
             key = math.floor(ts / self.pane_seconds) * self.pane_seconds
             horizon = max(self._watermark, ts) - self.window_seconds
             if key + self.pane_seconds <= horizon:
                 self.counters.late_rows += n
                 return 0
-            self._add(self._pane(key), arrays, w, trace_ids, ts, slice(0, n), embeddings)
+            self._add(self._pane(key), arrays, w, trace_ids, ts, slice(0, n), embeddings, codes)
             self._watermark = max(self._watermark, ts)
             self.expire(self._watermark)
             return n
@@ -353,11 +355,27 @@ class ModelWindow:
                 pane = self._pane(float(self._next_seq))
                 self._next_seq += 1
             stop = min(n, start + self.pane_rows - pane.rows)
-            self._add(pane, arrays, w, trace_ids, ts, slice(start, stop), embeddings)
+            self._add(pane, arrays, w, trace_ids, ts, slice(start, stop), embeddings, codes)
             start = stop
         self._watermark = max(self._watermark, ts)
         self._trim_count()
         return n
+
+    def _category_codes(
+        self, arrays: Mapping[str, np.ndarray]
+    ) -> dict[str, tuple[list[str], np.ndarray]]:
+        """``category_codes`` of every categorical column the batch feeds (sketches
+        or joint rows), once per batch: its panes and the joint rows slice them."""
+        layout = self._layout
+        joint = set(layout.names) if layout is not None else set()
+        features = self.reference.features
+        return {
+            name: category_codes(values)
+            for name, values in arrays.items()
+            if (name in self._tracked or name in joint)
+            and name in features
+            and features[name].binning.kind == "categorical"
+        }
 
     def _add(
         self,
@@ -368,11 +386,16 @@ class ModelWindow:
         ts: float,
         rows: slice,
         embeddings: np.ndarray | None = None,
+        codes: Mapping[str, tuple[list[str], np.ndarray]] | None = None,
     ) -> None:
         w = weights[rows]
         ids = None if trace_ids is None else list(trace_ids[rows])
         pane.revision += 1
-        self._add_rows(pane, arrays, w, ids, rows, embeddings)
+        # This pane's rows of the batch's category codes (same keys, fewer rows).
+        sliced = {
+            name: (keys, row_codes[rows]) for name, (keys, row_codes) in (codes or {}).items()
+        }
+        self._add_rows(pane, arrays, w, ids, rows, embeddings, sliced)
         pane.rows += int(w.shape[0])
         pane.weight += float(w.sum())
         pane.first_ts = min(pane.first_ts, ts)
@@ -392,8 +415,8 @@ class ModelWindow:
             if sketch.kind == "numeric":
                 numeric.append(sketch)
                 numeric_columns.append(values[rows])
-            else:
-                sketch.update_checked(values[rows], w, ids)  # update() validated the batch
+            else:  # update() validated the batch
+                sketch.update_checked(values[rows], w, ids, codes=sliced.get(name))
         # All numeric features in one pass (the same state as one update per sketch).
         update_numeric_sketches(numeric, numeric_columns, w, ids)
 
@@ -405,8 +428,10 @@ class ModelWindow:
         ids: list[str] | None,
         rows: slice,
         embeddings: np.ndarray | None,
+        codes: Mapping[str, tuple[list[str], np.ndarray]] | None = None,
     ) -> None:
-        """The pane's whole-row samples: joint rows and embedding rows."""
+        """The pane's whole-row samples: joint rows and embedding rows. ``codes``:
+        category codes of the pane's rows (``category_codes``), by column."""
         layout = self._layout
         if layout is not None and any(name in arrays for name in layout.names):
             if pane.joint is None:
@@ -414,12 +439,17 @@ class ModelWindow:
                     layout.width, self.row_reservoir_size, seed=self._row_seed(pane.key, 0)
                 )
             selected = {n: arrays[n][rows] for n in layout.names if n in arrays}
+            known = codes or {}
 
             def encode(picked: np.ndarray | None) -> np.ndarray:
                 # A full reservoir asks only for the rows that enter it.
                 if picked is None:
-                    return layout.encode(selected, int(w.shape[0]))
-                return layout.encode({n: v[picked] for n, v in selected.items()}, picked.size)
+                    return layout.encode(selected, int(w.shape[0]), known)
+                return layout.encode(
+                    {n: v[picked] for n, v in selected.items()},
+                    picked.size,
+                    {n: (keys, row_codes[picked]) for n, (keys, row_codes) in known.items()},
+                )
 
             pane.joint.update_lazy(encode, w, ids)
         if embeddings is not None:
