@@ -371,6 +371,19 @@ def test_slotted_strings_without_the_hash_path() -> None:
     assert rows[first[index]].tolist() == rows.tolist() and len(first) == 3
 
 
+@pytest.mark.parametrize("wide", [1, 24, 10**9])
+@pytest.mark.parametrize("seed", [3, 8])
+def test_wide_segments_copied_span_by_span_give_the_same_rows(wide: int, seed: int) -> None:
+    """Segments of the normalized rows at least ``_WIDE_SEGMENT`` bytes wide are
+    copied span by span instead of gathered: every threshold gives the generic
+    decoder's rows (1: every segment span by span, 10**9: none)."""
+    data = _text_request(40, seed=seed)
+    with mock.patch.object(otlp_slots, "_WIDE_SEGMENT", wide):
+        fast = otlp_fast.extract_request(data)
+    assert fast is not None
+    assert_same(fast, generic(data))
+
+
 def test_slotted_templates_reject_invalid_utf8_like_the_generic_decoder() -> None:
     shape_data = _text_request(10, seed=5)
     marker = "c" * 3  # a short_strings value; swap one occurrence for invalid UTF-8

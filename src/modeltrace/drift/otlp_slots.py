@@ -347,6 +347,10 @@ def _varints(
     return value, ok
 
 
+# Segments at least this wide are copied span by span (see ``match``).
+_WIDE_SEGMENT = 1024
+
+
 def match(
     st: SlottedTemplate, buf: UInt8Array, starts: IntArray, lengths: IntArray
 ) -> tuple[IntArray, UInt8Array, npt.NDArray[Any], npt.NDArray[np.bool_]] | None:
@@ -428,7 +432,14 @@ def match(
         moved = starts + offset
         if before_count:
             moved = moved + after[:, before_count - 1]
-        rows[:, offset : offset + width] = _windows(buf, width)[moved]
+        if width >= _WIDE_SEGMENT:
+            # Span by span: a gather of wide windows would first make a temporary
+            # copy of the whole block (fresh pages, faulted in on every request).
+            block = rows[:, offset : offset + width]
+            for i, start in enumerate(moved.tolist()):
+                block[i] = buf[start : start + width]
+        else:
+            rows[:, offset : offset + width] = _windows(buf, width)[moved]
     for length in st.lengths:
         rows[:, length.offset : length.offset + length.size] = st.filler[
             length.offset : length.offset + length.size
