@@ -906,7 +906,8 @@ def update_numeric_sketches(
     n_ids = int(offsets[-1])  # the id of missing values
     x, bins = _assign_numeric_rows(sketches, columns)
     missing = np.isnan(x)
-    ids = bins + offsets[:-1, None]
+    ids = bins  # offset in place: a second (k, n) array is a fresh block of pages per batch
+    ids += offsets[:-1, None]
     ids[missing] = n_ids
     counts = np.bincount(ids.ravel(), weights=np.tile(w, len(sketches)), minlength=n_ids + 1)
     missing_raw = np.count_nonzero(missing, axis=1).tolist()
