@@ -533,3 +533,103 @@ def test_empty_request() -> None:
     fast = otlp_fast.extract_request(b"")
     assert fast is not None
     assert_same(fast, generic(b""))
+
+
+@pytest.mark.parametrize("block", [1, 64, 10**9])
+@pytest.mark.parametrize("seed", [2, 9])
+def test_row_blocks_of_temporaries_give_the_same_rows(block: int, seed: int) -> None:
+    """The template match, the narrow-segment gather and the string collision check
+    work in row blocks of about ``_BLOCK_BYTES`` / ``_GATHER_BYTES`` bytes (small
+    temporaries): every block size (1 byte: one row at a time; 10**9: the whole
+    request at once) gives the generic decoder's rows, for text and numeric spans."""
+    rng = np.random.default_rng(seed)
+    text = _text_request(40, seed=seed)
+    numeric = build_request(
+        [
+            {
+                "kind": "predict",
+                "model": "churn",
+                "version": "1",
+                "rows": 20,
+                "features": {"a": "doubles", "b": "wide_ints", "c": "doubles_nan"},
+                "prediction": "doubles",
+                "rate": "valid",
+                "indices": "rows",
+                "pid": None,
+                "error_type": None,
+                "status": None,
+                "start": "before",
+                "end": "set",
+                "trace_id": 16,
+                "extra": None,
+            }
+        ],
+        [0] * 30,
+        seed=seed,
+    )
+    for data in (text, numeric):
+        with (
+            mock.patch.object(otlp_scan, "_BLOCK_BYTES", block),
+            mock.patch.object(otlp_slots, "_GATHER_BYTES", block),
+        ):
+            fast = otlp_fast.extract_request(data)
+        assert fast is not None
+        assert_same(fast, generic(data))
+    rows = rng.integers(0, 256, size=(37, 24), dtype=np.uint8)
+    rows[::3] = rows[0]
+    mask = rng.integers(0, 2**63, size=3, dtype=np.uint64)
+    template = otlp_scan.SpanTemplate(
+        length=24, words=3, mask=mask, expected=rows[0].view(np.uint64) & mask
+    )
+    whole = ((rows.view(np.uint64) & template.mask) == template.expected).all(axis=1)
+    with mock.patch.object(otlp_scan, "_BLOCK_BYTES", block):
+        assert otlp_scan.match(template, rows).tolist() == whole.tolist()
+    assert whole[::3].all() and not whole.all()
+
+
+@pytest.mark.parametrize("block", [1, 16, 10**9])
+def test_hash_collisions_found_in_every_row_block(block: int) -> None:
+    """Two different rows of words with the same 64-bit hash: ``_group_words``
+    declines (the caller sorts the rows) whichever block holds the second row."""
+    h = int(otlp_slots._HASH)
+    mask = 2**64 - 1
+    a, b = 12345, 678
+    twin_a = a + 1
+    twin_b = ((a * h) & mask) ^ b ^ ((twin_a * h) & mask)
+    words = np.array([[7, 7], [a, b], [7, 7], [9, 1], [twin_a, twin_b]], dtype=np.uint64)
+    with mock.patch.object(otlp_slots, "_GATHER_BYTES", block):
+        assert otlp_slots._group_words(words) is None
+        found = otlp_slots._group_words(words[:4])
+    assert found is not None
+    first, index = found
+    assert words[first[index]].tolist() == words[:4].tolist() and len(first) == 3
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 15, 16, 17, 40])
+def test_short_keys_at_the_end_of_the_buffer(size: int) -> None:
+    """Short-string keys read 16 bytes from the length byte on; strings in the last
+    16 bytes (and buffers shorter than 16) read zeros past the end, as a zero-padded
+    copy of the whole buffer would."""
+    rng = np.random.default_rng(size)
+    starts_list, sizes_list, parts = [], [], []
+    position = 0
+    for _ in range(6):
+        n = int(rng.integers(0, 15))
+        parts.append(bytes([n]) + bytes(rng.integers(1, 256, size=n, dtype=np.uint8)))
+        starts_list.append(position + 1)
+        sizes_list.append(n)
+        position += n + 1
+    body = b"".join(parts)
+    buf_bytes = bytes(rng.integers(0, 256, size=size, dtype=np.uint8)) + body
+    buf = np.frombuffer(buf_bytes, dtype=np.uint8)
+    starts = np.asarray(starts_list, dtype=np.intp) + size
+    sizes = np.asarray(sizes_list, dtype=np.intp)
+    keys = otlp_slots._short_keys(buf, starts, sizes)
+    assert keys is not None
+    padded = np.concatenate([buf, np.zeros(16, dtype=np.uint8)])
+    for key, start, n in zip(keys.tolist(), starts.tolist(), sizes.tolist(), strict=True):
+        expected = np.zeros(16, dtype=np.uint8)
+        if n:
+            expected[: n + 1] = padded[start - 1 : start + n]
+        assert key == expected.view("<u8").tolist()
+    assert not np.shares_memory(keys, buf)

@@ -564,10 +564,22 @@ def stack_spans(data: bytes, ranges: list[tuple[int, int]], length: int) -> UInt
     return np.frombuffer(joined, dtype=np.uint8).reshape(len(ranges), words * 8)
 
 
+# Row blocks of temporaries (``match``) hold about this many bytes.
+_BLOCK_BYTES = 1 << 16
+
+
 def match(template: SpanTemplate, rows: UInt8Array) -> npt.NDArray[np.bool_]:
     """Which rows (from ``stack_spans``) have the template's structure."""
     words = rows.view(np.uint64)
-    result: npt.NDArray[np.bool_] = ((words & template.mask) == template.expected).all(axis=1)
+    n, k = words.shape
+    result: npt.NDArray[np.bool_] = np.empty(n, dtype=bool)
+    # In blocks of rows: the masked words and their comparison are temporaries as
+    # large as the block, not the whole request (a request-sized temporary gets fresh
+    # pages from the kernel, faulted in again on every request).
+    step = max(1, _BLOCK_BYTES // max(1, k * 8))
+    for lo in range(0, n, step):
+        block = words[lo : lo + step]
+        np.all((block & template.mask) == template.expected, axis=1, out=result[lo : lo + step])
     return result
 
 

@@ -237,16 +237,25 @@ def _group_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | N
     hashed = words[:, 0].copy()
     with np.errstate(over="ignore"):
         for i in range(1, k):
-            hashed = (hashed * _HASH) ^ words[:, i]
+            np.multiply(hashed, _HASH, out=hashed)
+            np.bitwise_xor(hashed, words[:, i], out=hashed)
     order = np.argsort(hashed)
     ordered = hashed[order]
     new = np.ones(n, dtype=bool)
     new[1:] = ordered[1:] != ordered[:-1]
     inverse = np.empty(n, dtype=np.intp)
-    inverse[order] = np.cumsum(new) - 1
+    counted = np.cumsum(new)
+    counted -= 1
+    inverse[order] = counted
     first = order[new]
-    if k > 1 and not bool((words == words[first[inverse]]).all()):
-        return None
+    if k > 1:
+        # Collision check in row blocks (small temporaries).
+        step = max(1, _GATHER_BYTES // (k * 8))
+        representative = first[inverse]
+        for lo in range(0, n, step):
+            block = words[lo : lo + step]
+            if not bool((block == words[representative[lo : lo + step]]).all()):
+                return None
     return first.astype(np.intp), inverse
 
 
@@ -265,12 +274,26 @@ def _short_keys(
     """Strings of at most 14 bytes as two words each: the one-byte length before
     the string, then the string, zero-padded (equal words <=> equal strings);
     ``None`` when a length before a string is not that one byte."""
-    padded = np.concatenate([buf, np.zeros(16, dtype=np.uint8)])
     where = np.where(sizes > 0, starts - 1, 0)
-    if not bool(((padded[where] == sizes) | (sizes == 0)).all()):
+    if where.size and int(where.min()) < 0:
+        return None  # no length byte before the string
+    if not bool(((buf[where] == sizes) | (sizes == 0)).all()):
         return None
     count = np.where(sizes > 0, sizes + 1, 0)
-    words: npt.NDArray[np.uint64] = _windows(padded, 16)[where].view("<u8")
+    # The 16 bytes at each ``where``: windows of the buffer itself, and of a zero-padded
+    # copy of its last 16 bytes for the windows that run past its end (no padded copy of
+    # the whole request, a temporary as large as the request).
+    tail_start = max(buf.size - 16, 0)
+    tail = np.zeros(32, dtype=np.uint8)
+    tail[: buf.size - tail_start] = buf[tail_start:]
+    late = where > tail_start
+    if buf.size < 16:
+        gathered = _windows(tail, 16)[where]
+    else:
+        gathered = _windows(buf, 16)[np.where(late, 0, where)]
+    if buf.size >= 16 and late.any():
+        gathered[late] = _windows(tail, 16)[where[late] - tail_start]
+    words: npt.NDArray[np.uint64] = gathered.view("<u8")
     words[:, 0] &= _LOW_BYTES[np.minimum(count, 8)]
     words[:, 1] &= _LOW_BYTES[np.maximum(count - 8, 0)]
     return words
@@ -349,6 +372,8 @@ def _varints(
 
 # Segments at least this wide are copied span by span (see ``match``).
 _WIDE_SEGMENT = 1024
+# Narrower segments are gathered in row blocks of about this many bytes.
+_GATHER_BYTES = 1 << 16
 
 
 def match(
@@ -439,7 +464,11 @@ def match(
             for i, start in enumerate(moved.tolist()):
                 block[i] = buf[start : start + width]
         else:
-            rows[:, offset : offset + width] = _windows(buf, width)[moved]
+            # In blocks of rows: the gather's temporary copy stays small.
+            windows = _windows(buf, width)
+            step = max(1, _GATHER_BYTES // width)
+            for lo in range(0, moved.size, step):
+                rows[lo : lo + step, offset : offset + width] = windows[moved[lo : lo + step]]
     for length in st.lengths:
         rows[:, length.offset : length.offset + length.size] = st.filler[
             length.offset : length.offset + length.size
