@@ -27,12 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 
-from overhead_instructions import MARKER, dump_totals
+from overhead_instructions import callgrind
 
 MODES = ("none", "otel", "modeltrace", "modeltrace, capture off")
 
@@ -104,27 +102,9 @@ def run_inner(framework: str, mode: str, requests: int) -> None:
 
 def count(framework: str, mode: str, requests: int) -> float:
     """Instructions per request of one (framework, mode), from a callgrind run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--dump-before={MARKER}",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                os.path.abspath(__file__),
-                "--inner",
-                framework,
-                mode,
-                f"--requests={requests}",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        # dump 1: start-up and warm-up; dump 2: the measured requests and their export.
-        totals = dump_totals(out)
+    script = os.path.abspath(__file__)
+    _, totals = callgrind(script, ["--inner", framework, mode, f"--requests={requests}"])
+    # dump 1: start-up and warm-up; dump 2: the measured requests and their export.
     if len(totals) < 2 or not totals[1]:
         raise RuntimeError(f"no totals in the callgrind dump of {framework}/{mode}")
     return totals[1] / requests

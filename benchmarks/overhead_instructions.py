@@ -30,6 +30,30 @@ FLOOR = "floor: 1 row (dict) span+records, no checks"
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
+def callgrind(script: str, args: list[str]) -> tuple[str, list[int]]:
+    """Run ``python script *args`` under callgrind, dumping before each ``os.getppid()``.
+
+    Returns the script's stdout and the instructions of each dump (``dump_totals``).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        completed = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--dump-before={MARKER}",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                script,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return completed.stdout, dump_totals(out)
+
+
 def dump_totals(out: str) -> list[int]:
     """Instructions of each callgrind dump ``out.1``, ``out.2``, ... in order (0 if none)."""
     dumps = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
@@ -158,26 +182,8 @@ def main() -> None:
     if args.inner:
         print("\n".join(run_cases(args.calls)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        completed = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--dump-before={MARKER}",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                os.path.abspath(__file__),
-                "--inner",
-                f"--calls={args.calls}",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        names = completed.stdout.split("\n")
-        names = [n for n in names if n]
-        totals = dump_totals(out)
+    stdout, totals = callgrind(os.path.abspath(__file__), ["--inner", f"--calls={args.calls}"])
+    names = [n for n in stdout.split("\n") if n]
     # dump k (1-based) holds what ran before marker k: dump 1 is start-up, dump k+1 case k.
     per_call = {name: totals[i + 1] / args.calls for i, name in enumerate(names)}
     print(f"{'case':45s} {'instructions/call':>18s}  ({args.calls} calls each)")
