@@ -633,3 +633,26 @@ def test_short_keys_at_the_end_of_the_buffer(size: int) -> None:
             expected[: n + 1] = padded[start - 1 : start + n]
         assert key == expected.view("<u8").tolist()
     assert not np.shares_memory(keys, buf)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fixed_width_gather_equals_the_window_gather(seed: int) -> None:
+    """``_gather`` (one void item per row) gives the rows of the strided window view,
+    for any width, negative and last-window indices, read-only, offset and
+    non-contiguous buffers, and its rows are a fresh writable copy."""
+    rng = np.random.default_rng(seed)
+    data = bytes(rng.integers(0, 256, size=int(rng.integers(1, 300)), dtype=np.uint8))
+    whole = np.frombuffer(b"xyz" + data, dtype=np.uint8)
+    buffers = [np.frombuffer(data, dtype=np.uint8), whole[3:], np.repeat(whole, 2)[::2]]
+    for buf in buffers:
+        for width in (0, 1, 3, 16, 28, buf.size):
+            if width > buf.size:
+                continue
+            n_windows = buf.size - width + 1
+            at = rng.integers(-n_windows, n_windows, size=50)
+            at[:2] = [0, n_windows - 1]
+            got = otlp_slots._gather(buf, width, at)
+            expected = otlp_slots._windows(buf, width)[at]
+            assert got.dtype == np.uint8 and got.shape == (50, width)
+            assert got.tolist() == expected.tolist()
+            assert got.flags.writeable and not np.shares_memory(got, buf)
