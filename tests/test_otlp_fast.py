@@ -656,3 +656,73 @@ def test_fixed_width_gather_equals_the_window_gather(seed: int) -> None:
             assert got.dtype == np.uint8 and got.shape == (50, width)
             assert got.tolist() == expected.tolist()
             assert got.flags.writeable and not np.shares_memory(got, buf)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_grouping_by_one_sort_of_hash_and_row_equals_unique_rows(seed: int) -> None:
+    """``_group_words`` by one sort of (shortened hash, row index) gives the groups of
+    ``np.unique`` over the rows and of the argsort of the full hash, with each group's
+    first row as its representative."""
+    rng = np.random.default_rng(seed)
+    for k in (1, 2, 3):
+        for n in (0, 1, 2, 3, 17, 1000, 5000):
+            high = 4 if n % 2 else 2**63
+            words = rng.integers(0, high, size=(n, k), dtype=np.uint64)
+            found = otlp_slots._group_words(words)
+            with mock.patch.object(otlp_slots, "_INDEX_BITS", 0):  # argsort path
+                by_argsort = otlp_slots._group_words(words)
+            assert found is not None and by_argsort is not None
+            first, index = found
+            _, unique_first, unique_index = np.unique(
+                words, axis=0, return_index=True, return_inverse=True
+            )
+            assert words[first[index]].tolist() == words.tolist()
+            assert first.size == unique_first.size == by_argsort[0].size
+            # The same partition of the rows as np.unique's and the argsort's: every
+            # row labelled by the first row of its group.
+            expected = unique_first[unique_index.reshape(-1)].tolist()
+            for groups, rows in (found, by_argsort):
+                lowest = np.full(groups.size, n, dtype=np.intp)
+                np.minimum.at(lowest, rows, np.arange(n))
+                assert lowest[rows].tolist() == expected
+            if k > 1:
+                assert sorted(first.tolist()) == sorted(unique_first.tolist())
+
+
+def test_rows_sharing_the_shortened_hash_are_found() -> None:
+    """Two different rows whose hashes differ only in the bits that hold the row
+    index: ``None`` (the caller then sorts the rows), never one group."""
+    # The second row's last word times the hash constant is 1.
+    inverse = pow(0x9E3779B97F4A7C15, -1, 1 << 64)
+    words = np.array([[0, 0], [0, inverse]], dtype=np.uint64)  # mixed hashes 0 and 1
+    assert otlp_slots._group_words(words) is None
+    with mock.patch.object(otlp_slots, "_INDEX_BITS", 0):
+        found = otlp_slots._group_words(words)
+    assert found is not None and found[0].size == 2
+    keys = otlp_slots._short_keys(
+        np.frombuffer(b"\x01a\x01b\x01a", dtype=np.uint8),
+        np.array([1, 3, 5], dtype=np.intp),
+        np.array([1, 1, 1], dtype=np.intp),
+    )
+    assert keys is not None
+    texts, index, bad = otlp_slots._read_strings(
+        np.frombuffer(b"\x01a\x01b\x01a", dtype=np.uint8),
+        np.array([1, 3, 5], dtype=np.intp),
+        np.array([1, 1, 1], dtype=np.intp),
+    ) or ([], None, None)
+    assert [texts[i] for i in index.tolist()] == ["a", "b", "a"] and not bad.any()
+
+
+def test_long_short_strings_differing_at_the_end_keep_the_hash_path() -> None:
+    """Strings of 8-14 bytes that differ only in their last bytes (the low bits of
+    the second key word) still group by the hash (no fall back to sorting rows)."""
+    values = [f"abcdefg{chr(48 + i)}{chr(48 + j)}z".encode() for i in range(10) for j in range(10)]
+    values *= 30
+    buf = np.frombuffer(b"".join(bytes([len(v)]) + v for v in values), dtype=np.uint8)
+    sizes = np.array([len(v) for v in values], dtype=np.intp)
+    starts = np.cumsum(sizes + 1) - sizes
+    keys = otlp_slots._short_keys(buf, starts, sizes)
+    assert keys is not None
+    found = otlp_slots._group_words(keys)
+    assert found is not None and found[0].size == 100
+    assert [values[i] for i in found[0][found[1]].tolist()] == values

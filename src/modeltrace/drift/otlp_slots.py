@@ -241,18 +241,40 @@ _HASH = np.uint64(0x9E3779B97F4A7C15)
 _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 
+# Word matrices of up to 2**_INDEX_BITS rows are grouped by one sort of hash and row.
+_INDEX_BITS = 24
+
+
 def _group_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | None:
     """(a row of each distinct row, index of every row's distinct row) of a word
-    matrix, by a 64-bit hash of each row checked for collisions; ``None`` when two
-    different rows share a hash (the caller then sorts the rows themselves)."""
+    matrix, by a 64-bit hash of each row (shortened by the row index bits for more
+    than one word) checked for collisions; ``None`` when two different rows share a
+    hash (the caller then sorts the rows themselves)."""
     n, k = words.shape
     hashed = words[:, 0].copy()
     with np.errstate(over="ignore"):
         for i in range(1, k):
             np.multiply(hashed, _HASH, out=hashed)
             np.bitwise_xor(hashed, words[:, i], out=hashed)
-    order = np.argsort(hashed)
-    ordered = hashed[order]
+    bits = max(1, (n - 1).bit_length())
+    if k > 1 and bits <= _INDEX_BITS:
+        # The row index in the low bits of the hash (its high bits kept): one plain
+        # sort (no argsort) gives both the groups and each row's place, each group's
+        # first row first. Rows sharing the shortened hash are still checked below.
+        # One more multiplication (odd: one to one) carries the low bits, where the
+        # last word went in, into the high bits kept.
+        with np.errstate(over="ignore"):
+            np.multiply(hashed, _HASH, out=hashed)
+        hashed >>= np.uint64(bits)
+        hashed <<= np.uint64(bits)
+        hashed |= np.arange(n, dtype=np.uint64)
+        hashed.sort()
+        order = (hashed & np.uint64((1 << bits) - 1)).astype(np.intp)
+        hashed >>= np.uint64(bits)
+        ordered = hashed
+    else:
+        order = np.argsort(hashed)
+        ordered = hashed[order]
     new = np.ones(n, dtype=bool)
     new[1:] = ordered[1:] != ordered[:-1]
     inverse = np.empty(n, dtype=np.intp)
