@@ -246,3 +246,48 @@ def test_category_codes_agree_with_category_key(pool: str, shared: bool) -> None
         else:
             assert keys[code] == expected
     assert len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_categorical_exemplars_in_one_pass_equal_one_update_per_sketch(seed: int) -> None:
+    """``update_categorical_sketches`` (exemplars of all features from one pass over
+    their offset bins) leaves every sketch as one ``update_checked`` per sketch does:
+    counts, missing, unseen and exemplars, with or without known category codes, over
+    batches smaller and larger than the exemplar limit, weights, blank and repeated
+    trace ids, missing and unseen values and batches sorted by value."""
+    from modeltrace.drift.sketches import update_categorical_sketches
+
+    rng = np.random.default_rng(seed)
+    vocabularies = [("a", "b"), ("x", "y", "z", "w"), ("p",), ("u", "v", "t")]
+
+    def sketches() -> list[FeatureSketch]:
+        return [
+            FeatureSketch(
+                Binning("categorical", categories=v, known=frozenset(v) | {"seen"}),
+                exemplars_per_bin=3,
+            )
+            for v in vocabularies
+        ]
+
+    batched, apart = sketches(), sketches()
+    for n in (2, 3, 40, 700, 1, 5000, 9):
+        columns = []
+        for v in vocabularies:
+            pool = np.array([*v, "seen", "new", None, ""], dtype=object)
+            column = pool[rng.integers(0, pool.size, n)]
+            if rng.random() < 0.3:
+                column = np.array(sorted(column, key=str), dtype=object)
+            columns.append(column)
+        w = rng.choice([0.5, 1.0, 4.0], n)
+        ids = [rng.choice(["", f"{rng.integers(0, n):032x}"]) for _ in range(n)]
+        use_codes = bool(rng.random() < 0.5)
+        codes = [category_codes(c) if use_codes else None for c in columns]
+        update_categorical_sketches(batched, columns, w, ids, codes)
+        for sketch, column in zip(apart, columns, strict=True):
+            sketch.update(column, w, ids)
+    remembered = 0
+    for mine, theirs in zip(batched, apart, strict=True):
+        assert mine.to_dict() == theirs.to_dict()
+        remembered += sum(len(mine.exemplars(b)) for b in range(mine.binning.n_bins))
+    assert remembered > 3 * len(vocabularies)
+    assert any(s.missing_raw and s.unseen_raw for s in batched)

@@ -615,9 +615,21 @@ class FeatureSketch:
         """``update`` for callers that already validated the batch: ``values`` 1-D,
         ``w`` float64 weights as long, finite and > 0, ``trace_ids`` as long or None;
         ``codes``: ``category_codes(values)`` of a categorical batch, if known."""
-        n_rows = int(values.shape[0])
-        if n_rows == 0:
+        if int(values.shape[0]) == 0:
             return
+        bins = self._update_bins(values, w, codes)
+        if trace_ids is not None and self.exemplars_per_bin:
+            self._add_exemplars(bins, trace_ids)
+
+    def _update_bins(
+        self,
+        values: np.ndarray,
+        w: np.ndarray,
+        codes: tuple[list[str], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """``update_checked`` of a non-empty batch without its exemplars: the bin of
+        each row (negative: missing)."""
+        n_rows = int(values.shape[0])
         unseen: np.ndarray | None = None
         out_of_range: np.ndarray | None = None
         n_bins = self.binning.n_bins
@@ -653,8 +665,7 @@ class FeatureSketch:
                 self._sample(x, w)
             else:
                 self._sample(x[finite], w[finite])
-        if trace_ids is not None and self.exemplars_per_bin:
-            self._add_exemplars(bins, trace_ids)
+        return bins
 
     def _sample(self, values: np.ndarray, weights: np.ndarray) -> None:
         if self.reservoir_size == 0 or values.size == 0:
@@ -939,3 +950,45 @@ def update_numeric_sketches(
         slots = [slot for sketch in sketches for slot in sketch._exemplars]
         picked_bins, picked_rows = _last_rows_per_bin(ids, n_ids, limit)
         _remember_rows(slots, picked_bins, picked_rows, trace_ids, limit)
+
+
+def update_categorical_sketches(
+    sketches: Sequence[FeatureSketch],
+    columns: Sequence[np.ndarray],
+    w: np.ndarray,
+    trace_ids: Sequence[str] | None = None,
+    codes: Sequence[tuple[list[str], np.ndarray] | None] | None = None,
+) -> None:
+    """``update_checked`` of several sketches fed the same rows (``codes[i]``: the
+    category codes of ``columns[i]`` or None), their exemplars picked in one pass over
+    the bins of all features offset per feature (the same exemplars as one
+    ``update_checked`` per sketch)."""
+    if len(sketches) != len(columns):
+        raise ValueError(f"{len(sketches)} sketches for {len(columns)} columns")
+    known = list(codes) if codes is not None else [None] * len(sketches)
+    n_rows = int(w.shape[0])
+    if n_rows == 0 or not sketches:
+        return
+    limit = sketches[0].exemplars_per_bin
+    if (
+        trace_ids is None
+        or not limit
+        or len(sketches) == 1
+        or n_rows <= limit
+        or any(s.exemplars_per_bin != limit for s in sketches)
+        or len({id(s) for s in sketches}) < len(sketches)
+    ):
+        for sketch, values, code in zip(sketches, columns, known, strict=True):
+            sketch.update_checked(values, w, trace_ids, codes=code)
+        return
+    sizes = [s.binning.n_bins for s in sketches]
+    offsets = np.concatenate(([0], np.cumsum(sizes))).tolist()
+    n_ids = int(offsets[-1])  # no bin: missing values
+    ids = np.empty((len(sketches), n_rows), dtype=np.intp)
+    for i, (sketch, values, code) in enumerate(zip(sketches, columns, known, strict=True)):
+        bins = sketch._update_bins(values, w, code)
+        np.add(bins, offsets[i], out=ids[i])
+        ids[i][bins < 0] = n_ids
+    slots = [slot for sketch in sketches for slot in sketch._exemplars]
+    picked_bins, picked_rows = _last_rows_per_bin(ids, n_ids, limit)
+    _remember_rows(slots, picked_bins, picked_rows, trace_ids, limit)

@@ -43,6 +43,7 @@ from .sketches import (
     Binning,
     FeatureSketch,
     category_codes,
+    update_categorical_sketches,
     update_numeric_sketches,
 )
 
@@ -402,6 +403,9 @@ class ModelWindow:
         pane.last_ts = max(pane.last_ts, ts)
         numeric: list[FeatureSketch] = []
         numeric_columns: list[np.ndarray] = []
+        categorical: list[FeatureSketch] = []
+        categorical_columns: list[np.ndarray] = []
+        categorical_codes: list[tuple[list[str], np.ndarray] | None] = []
         for name, values in arrays.items():
             if name not in self._tracked:
                 if name in self.reference.features:
@@ -416,8 +420,12 @@ class ModelWindow:
                 numeric.append(sketch)
                 numeric_columns.append(values[rows])
             else:  # update() validated the batch
-                sketch.update_checked(values[rows], w, ids, codes=sliced.get(name))
-        # All numeric features in one pass (the same state as one update per sketch).
+                categorical.append(sketch)
+                categorical_columns.append(values[rows])
+                categorical_codes.append(sliced.get(name))
+        # All numeric features in one pass, all categorical exemplars in one pass (the
+        # same state as one update per sketch).
+        update_categorical_sketches(categorical, categorical_columns, w, ids, categorical_codes)
         update_numeric_sketches(numeric, numeric_columns, w, ids)
 
     def _add_rows(
