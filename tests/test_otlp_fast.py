@@ -218,6 +218,30 @@ def _span_attributes(shape: dict[str, Any], rng: np.random.Generator) -> list[tu
     return attrs
 
 
+def predict_shape(**changes: Any) -> dict[str, Any]:
+    """A valid prediction span's shape for ``build_request``: 20 rows, a double prediction,
+    sample rate and indices, no prediction id, ended; ``changes`` replace fields."""
+    shape: dict[str, Any] = {
+        "kind": "predict",
+        "model": "churn",
+        "version": "1",
+        "rows": 20,
+        "features": {},
+        "prediction": "doubles",
+        "rate": "valid",
+        "indices": "rows",
+        "pid": None,
+        "error_type": None,
+        "status": None,
+        "start": "before",
+        "end": "set",
+        "trace_id": 16,
+        "extra": None,
+    }
+    shape.update(changes)
+    return shape
+
+
 def build_request(shapes: list[dict[str, Any]], order: list[int], seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     request = ExportTraceServiceRequest()
@@ -321,24 +345,8 @@ def test_text_features_equal_generic_decoder(
 
 
 def _text_request(spans: int, seed: int) -> bytes:
-    shape = {
-        "kind": "predict",
-        "model": "churn",
-        "version": "1",
-        "rows": 20,
-        "features": {"age": "doubles", "color": "short_strings", "city": "varied_strings"},
-        "prediction": "doubles",
-        "rate": "valid",
-        "indices": "rows",
-        "pid": None,
-        "error_type": None,
-        "status": None,
-        "start": "before",
-        "end": "set",
-        "trace_id": 16,
-        "extra": None,
-    }
-    return build_request([shape], [0] * spans, seed=seed)
+    features = {"age": "doubles", "color": "short_strings", "city": "varied_strings"}
+    return build_request([predict_shape(features=features)], [0] * spans, seed=seed)
 
 
 def test_slotted_templates_take_spans_with_text_features() -> None:
@@ -441,23 +449,7 @@ def test_sdk_exporter_requests_take_the_fast_path(factory: SpanFactory) -> None:
 
 
 def test_templates_cover_repeated_layouts() -> None:
-    shape = {
-        "kind": "predict",
-        "model": "churn",
-        "version": "1",
-        "rows": 8,
-        "features": {f"f{i}": "doubles" for i in range(3)},
-        "prediction": "doubles",
-        "rate": "valid",
-        "indices": "rows",
-        "pid": "ascii",
-        "error_type": None,
-        "status": None,
-        "start": "before",
-        "end": "set",
-        "trace_id": 16,
-        "extra": None,
-    }
+    shape = predict_shape(rows=8, features={f"f{i}": "doubles" for i in range(3)}, pid="ascii")
     data = build_request([shape], [0] * 50, seed=1)
     ranges = otlp_scan.span_ranges(data)
     assert ranges is not None and len(ranges) == 50
@@ -472,25 +464,7 @@ def test_templates_cover_repeated_layouts() -> None:
 
 def test_a_changed_structural_byte_breaks_the_match() -> None:
     data = build_request(
-        [
-            {
-                "kind": "predict",
-                "model": "churn",
-                "version": "1",
-                "rows": 2,
-                "features": {"age": "doubles"},
-                "prediction": None,
-                "rate": None,
-                "indices": "rows",
-                "pid": None,
-                "error_type": None,
-                "status": None,
-                "start": "before",
-                "end": "set",
-                "trace_id": 16,
-                "extra": None,
-            }
-        ],
+        [predict_shape(rows=2, features={"age": "doubles"}, prediction=None, rate=None)],
         [0, 0],
         seed=2,
     )
@@ -545,25 +519,7 @@ def test_row_blocks_of_temporaries_give_the_same_rows(block: int, seed: int) -> 
     rng = np.random.default_rng(seed)
     text = _text_request(40, seed=seed)
     numeric = build_request(
-        [
-            {
-                "kind": "predict",
-                "model": "churn",
-                "version": "1",
-                "rows": 20,
-                "features": {"a": "doubles", "b": "wide_ints", "c": "doubles_nan"},
-                "prediction": "doubles",
-                "rate": "valid",
-                "indices": "rows",
-                "pid": None,
-                "error_type": None,
-                "status": None,
-                "start": "before",
-                "end": "set",
-                "trace_id": 16,
-                "extra": None,
-            }
-        ],
+        [predict_shape(features={"a": "doubles", "b": "wide_ints", "c": "doubles_nan"})],
         [0] * 30,
         seed=seed,
     )
