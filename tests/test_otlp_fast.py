@@ -306,23 +306,17 @@ def text_shapes(draw: st.DrawFn) -> dict[str, Any]:
             max_size=4,
         )
     )
-    return {
-        "kind": "predict",
-        "model": draw(st.sampled_from(["churn", "fraud"])),
-        "version": "1",
-        "rows": draw(st.integers(1, 6)),
-        "features": features,
-        "prediction": draw(st.sampled_from([None, "doubles", "short_strings"])),
-        "rate": draw(st.sampled_from([None, "valid"])),
-        "indices": draw(st.sampled_from(["rows", None])),
-        "pid": draw(st.sampled_from([None, "ascii", "unicode"])),
-        "error_type": None,
-        "status": draw(st.sampled_from([None, 2])),
-        "start": "before",
-        "end": "set",
-        "trace_id": 16,
-        "extra": draw(st.sampled_from([None, None, "http"])),
-    }
+    return predict_shape(
+        model=draw(st.sampled_from(["churn", "fraud"])),
+        rows=draw(st.integers(1, 6)),
+        features=features,
+        prediction=draw(st.sampled_from([None, "doubles", "short_strings"])),
+        rate=draw(st.sampled_from([None, "valid"])),
+        indices=draw(st.sampled_from(["rows", None])),
+        pid=draw(st.sampled_from([None, "ascii", "unicode"])),
+        status=draw(st.sampled_from([None, 2])),
+        extra=draw(st.sampled_from([None, None, "http"])),
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
