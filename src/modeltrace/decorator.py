@@ -57,15 +57,6 @@ _KNOWN_FRAMEWORKS = {
     "statsmodels": "statsmodels",
     "onnxruntime": "onnx",
 }
-# Options of monitor()/wrap() that are capture settings (the rest are span metadata).
-_OPTION_SETTINGS = (
-    "sample_rate",
-    "max_rows",
-    "capture_features",
-    "capture_predictions",
-    "redact",
-    "hash",
-)
 
 
 # The monitored call running in this context: ((model, version), prediction id).
@@ -88,11 +79,6 @@ _perf_counter = time.perf_counter
 # Ints outside (-2**63, 2**63) are not attribute ints; capture.scalar_value turns them into floats.
 _INT64_MIN = -(2**63)
 _INT64_END = 2**63
-
-
-def _new_prediction_id() -> str:
-    # 32 hex digits, as f"{bits:032x}" (big-endian bytes keep the leading zeros), cheaper.
-    return _getrandbits(128).to_bytes(16, "big").hex()
 
 
 def _framework_of(model_obj: Any) -> str:
@@ -179,7 +165,7 @@ class ModelCallInstrumentation:
         embedding: EmbeddingCapture | None = None,
         **options: Any,
     ) -> None:
-        unknown = set(options) - set(_OPTION_SETTINGS)
+        unknown = set(options) - serving.SETTING_OPTIONS
         if unknown:
             raise TypeError(f"unknown monitor option(s): {', '.join(sorted(unknown))}")
         self.model = _check_name("model", model)
@@ -420,7 +406,8 @@ class _Call:
         self.tokens: tuple[Any, Any] | None = None
         model_obj = instr.model_obj if instr.model_obj is not None else instance
         self.model_obj = model_obj
-        prediction_id = _getrandbits(128).to_bytes(16, "big").hex()  # _new_prediction_id()
+        # 32 hex digits, as f"{bits:032x}" (big-endian bytes keep the leading zeros), cheaper.
+        prediction_id = _getrandbits(128).to_bytes(16, "big").hex()
         self.prediction_id = prediction_id
         attributes = cfg.base_attributes.copy()
         attributes[semconv.PREDICTION_ID] = prediction_id
@@ -521,7 +508,7 @@ class _Call:
             values: list[Any] = []
             if outputs and (cfg.capture_predictions or self.n_rows is None):
                 kind = type(result)
-                # _outputs()'s fast path, inlined: one row, a plain number.
+                # Fast path, same outcome as _outputs(): one row, a plain number.
                 if self.n_rows == 1 and (
                     kind is float
                     or kind is bool
@@ -562,16 +549,9 @@ class _Call:
             self._end_quietly()
 
     def _outputs(self, result: Any, attributes: dict[str, Any]) -> list[Any]:
+        """Captured output attributes and histogram values (succeed() handles one plain number)."""
         cfg = self.cfg
         try:
-            # Fast path, same outcome as the general one: one row, a plain number.
-            kind = type(result)
-            if self.n_rows == 1 and (
-                kind is float or kind is bool or (kind is int and _INT64_MIN < result < _INT64_END)
-            ):
-                if self.captured and cfg.capture_predictions:
-                    attributes[semconv.PREDICTION_VALUE] = result
-                return [result]
             view = capture.adapt_output(result)
             if view is None:
                 return []

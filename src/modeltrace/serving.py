@@ -45,7 +45,8 @@ DEFAULT_OPTIONS: tuple[str, ...] = (
     "redact",
     "hash",
 )
-_SETTING_OPTIONS = frozenset(
+# The options above that are capture settings (the rest are span metadata).
+SETTING_OPTIONS = frozenset(
     {"sample_rate", "max_rows", "capture_features", "capture_predictions", "redact", "hash"}
 )
 _UNSET_VERSION = "unknown"
@@ -72,7 +73,7 @@ class ServingDefaults:
             if not all(isinstance(name, str) for name in names):
                 raise TypeError("feature_names entries must be strings")
             given["feature_names"] = tuple(names)
-        settings = {k: v for k, v in given.items() if k in _SETTING_OPTIONS}
+        settings = {k: v for k, v in given.items() if k in SETTING_OPTIONS}
         merge(Settings(), **settings)  # precise errors now, not at the first request
         self.values: Mapping[str, Any] = given
         self._derived: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -99,7 +100,7 @@ class ServingDefaults:
         version = instrumentation.version
         if version == _UNSET_VERSION and "version" in values:
             version = values["version"]
-        options = {k: v for k, v in values.items() if k in _SETTING_OPTIONS}
+        options = {k: v for k, v in values.items() if k in SETTING_OPTIONS}
         options.update(instrumentation.options)
         derived = ModelCallInstrumentation(
             model=instrumentation.model,
