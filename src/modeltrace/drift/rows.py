@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .sketches import Binning, as_float, decode_array, encode_array
+from .sketches import Binning, as_float, decode_array, encode_array, row_weights
 
 DEFAULT_ROW_RESERVOIR_SIZE = 2000
 # Whole rows a reference keeps (stored as float32: about 5 KB per column).
@@ -141,12 +141,8 @@ class RowReservoir:
         """``update`` for callers whose rows cost something to build: ``rows_of(None)``
         gives all ``(n, width)`` rows, ``rows_of(index)`` only the rows ``index``; a
         full reservoir asks only for the rows that enter it (same state as ``update``)."""
-        w = np.asarray(weights, dtype=np.float64)
-        if w.ndim != 1:
-            raise ValueError(f"weights must be 1-D, got shape {w.shape}")
+        w = row_weights(weights)
         n = int(w.shape[0])
-        if n and not (np.all(np.isfinite(w)) and np.all(w > 0)):
-            raise ValueError("weights must be finite and > 0 (1 / sample rate)")
         if trace_ids is not None and len(trace_ids) != n:
             raise ValueError(f"trace_ids has {len(trace_ids)} entries for {n} rows")
         if n == 0:

@@ -378,6 +378,16 @@ class Binning:
 # --- the sketch ------------------------------------------------------------
 
 
+def row_weights(weights: Any) -> np.ndarray:
+    """``weights`` as a 1-D float64 array of finite values > 0 (1 / sample rate per row)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1:
+        raise ValueError(f"weights must be 1-D, got shape {w.shape}")
+    if w.size and not (np.all(np.isfinite(w)) and np.all(w > 0)):
+        raise ValueError("weights must be finite and > 0 (1 / sample rate)")
+    return w
+
+
 def _validate_batch(
     values: np.ndarray, weights: np.ndarray, trace_ids: Sequence[str] | None
 ) -> tuple[np.ndarray, np.ndarray]:

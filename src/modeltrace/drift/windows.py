@@ -43,6 +43,7 @@ from .sketches import (
     Binning,
     FeatureSketch,
     category_codes,
+    row_weights,
     update_categorical_sketches,
     update_numeric_sketches,
 )
@@ -308,12 +309,8 @@ class ModelWindow:
         then the original norm), NaN rows for rows without an embedding; ignored
         when the reference has no embedding sample.
         """
-        w = np.asarray(weights, dtype=np.float64)
-        if w.ndim != 1:
-            raise ValueError(f"weights must be 1-D, got shape {w.shape}")
+        w = row_weights(weights)
         n = int(w.shape[0])
-        if n and not (np.all(np.isfinite(w)) and np.all(w > 0)):
-            raise ValueError("weights must be finite and > 0 (1 / sample rate)")
         ts = float(timestamp)
         if not math.isfinite(ts):
             raise ValueError(f"timestamp must be finite, got {timestamp!r}")
