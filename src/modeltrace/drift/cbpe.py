@@ -50,6 +50,8 @@ from modeltrace.drift.performance import (
     PRECISION_MACRO,
     RECALL_MACRO,
     ScoreKind,
+    as_1d,
+    probabilities,
     scores_from_confusion,
     validate_weights,
     weighted_counts,
@@ -63,27 +65,6 @@ LIMITATION = (
     "shift, under which it can stay high while the model is wrong; compare it with "
     "realized performance once labels arrive."
 )
-
-
-def _array_1d(values: ArrayLike, name: str) -> NDArray[Any]:
-    arr = np.asarray(values)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    return arr
-
-
-def _probabilities(values: ArrayLike, name: str, ndim: int) -> NDArray[np.float64]:
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numbers") from None
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D for this score_kind, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
-        raise ValueError(f"{name} must be probabilities in [0, 1]")
-    return arr
 
 
 # --------------------------------------------------------------------------
@@ -135,8 +116,8 @@ class ProbabilityCalibrator:
         n_bins: int = 10,
     ) -> ProbabilityCalibrator:
         """Learn the map from scores and 0/1 outcomes (was the event observed)."""
-        s = _probabilities(_array_1d(scores, "scores"), "scores", 1)
-        y = _array_1d(outcomes, "outcomes").astype(np.float64)
+        s = probabilities(as_1d(scores, "scores"), 1)
+        y = as_1d(outcomes, "outcomes").astype(np.float64)
         if y.shape[0] != s.shape[0]:
             raise ValueError(f"outcomes has {y.shape[0]} rows, expected {s.shape[0]}")
         if not np.all((y == 0) | (y == 1)):
@@ -213,8 +194,8 @@ class Calibration:
 
     def apply(self, scores: ArrayLike) -> NDArray[np.float64]:
         if self.score_kind != "proba":
-            return self.calibrators[0].transform(_probabilities(scores, "scores", 1))
-        proba = _probabilities(scores, "scores", 2)
+            return self.calibrators[0].transform(probabilities(scores, 1))
+        proba = probabilities(scores, 2)
         if proba.shape[1] != len(self.calibrators):
             raise ValueError(
                 f"scores has {proba.shape[1]} columns, the calibration {len(self.calibrators)}"
@@ -274,12 +255,12 @@ def fit_calibration(
     ``"positive"`` needs two ``classes`` (the outcome is "label is positive");
     ``"proba"`` needs ``classes`` in column order.
     """
-    y = _array_1d(labels, "labels")
+    y = as_1d(labels, "labels")
     n = y.shape[0]
     if score_kind == "top":
         if predictions is None:
             raise ValueError("score_kind='top' needs the predictions to calibrate against")
-        pred = _array_1d(predictions, "predictions")
+        pred = as_1d(predictions, "predictions")
         if pred.shape[0] != n:
             raise ValueError(f"predictions has {pred.shape[0]} rows, expected {n}")
         cal = ProbabilityCalibrator.fit(
@@ -297,7 +278,7 @@ def fit_calibration(
         ordered = [c for c in classes if c != positive] + [positive]
         return Calibration("positive", ordered, [cal])
     if score_kind == "proba":
-        proba = _probabilities(scores, "scores", 2)
+        proba = probabilities(scores, 2)
         if proba.shape != (n, len(classes)):
             raise ValueError(f"scores must have shape ({n}, {len(classes)}), got {proba.shape}")
         cals = [
@@ -397,7 +378,7 @@ def estimate_performance(
     raw = np.asarray(scores, dtype=np.float64)
     n = raw.shape[0] if raw.ndim else 1
     w = validate_weights(weights, n)
-    pred = None if predictions is None else _array_1d(predictions, "predictions")
+    pred = None if predictions is None else as_1d(predictions, "predictions")
     if pred is not None and pred.shape[0] != n:
         raise ValueError(f"predictions has {pred.shape[0]} rows, expected {n}")
     s = raw if calibration is None else calibration.apply(raw)
@@ -408,7 +389,7 @@ def estimate_performance(
         if classes is None:
             raise ValueError("score_kind='proba' needs classes (the column order)")
         labels = list(classes)
-        proba = _probabilities(s, "scores", 2)
+        proba = probabilities(s, 2)
         if proba.shape[1] != len(labels):
             raise ValueError(f"scores has {proba.shape[1]} columns, classes {len(labels)}")
         pred_codes = proba.argmax(axis=1) if pred is None else _codes(pred, labels)
@@ -418,7 +399,7 @@ def estimate_performance(
             raise ValueError("score_kind='positive' needs the two classes")
         positive = _positive(list(classes), positive_label)
         labels = [c for c in classes if c != positive] + [positive]
-        p_pos = _probabilities(s, "scores", 1)
+        p_pos = probabilities(s, 1)
         proba = np.column_stack([1 - p_pos, p_pos])
         if pred is None:
             pred_codes = (p_pos >= decision_threshold).astype(np.intp)
@@ -428,7 +409,7 @@ def estimate_performance(
     elif score_kind == "top":
         if pred is None:
             raise ValueError("score_kind='top' needs the predictions")
-        top = _probabilities(s, "scores", 1)
+        top = probabilities(s, 1)
         labels = list(classes) if classes is not None else np.unique(pred).tolist()
         pred_codes = _codes(pred, labels)
         proba = None

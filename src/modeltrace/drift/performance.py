@@ -101,7 +101,8 @@ _EPS64 = float(np.finfo(np.float64).eps)
 # --------------------------------------------------------------------------
 
 
-def _as_1d(values: ArrayLike, name: str) -> NDArray[Any]:
+def as_1d(values: ArrayLike, name: str) -> NDArray[Any]:
+    """``values`` as a 1-D array (a scalar becomes one element)."""
     arr = np.asarray(values)
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -118,7 +119,7 @@ def validate_weights(weights: ArrayLike | None, n: int) -> NDArray[np.float64]:
     if weights is None:
         return np.ones(n, dtype=np.float64)
     try:
-        w = _as_1d(weights, "weights").astype(np.float64)
+        w = as_1d(weights, "weights").astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"weights must be numbers: {exc}") from None
     if w.shape[0] != n:
@@ -139,8 +140,8 @@ def _is_textual(arr: NDArray[Any]) -> bool:
 
 
 def _validate_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
-    t = _as_1d(y_true, "y_true")
-    p = _as_1d(y_pred, "y_pred")
+    t = as_1d(y_true, "y_true")
+    p = as_1d(y_pred, "y_pred")
     if t.shape[0] != p.shape[0]:
         raise ValueError(f"y_true has {t.shape[0]} rows but y_pred has {p.shape[0]}")
     if t.shape[0] and _is_textual(t) != _is_textual(p):
@@ -158,7 +159,7 @@ def _validate_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[NDArray[Any]
 
 
 def _validate_numeric(values: ArrayLike, name: str) -> NDArray[np.float64]:
-    arr = _as_1d(values, name)
+    arr = as_1d(values, name)
     try:
         out = arr.astype(np.float64)
     except (TypeError, ValueError):
@@ -168,17 +169,20 @@ def _validate_numeric(values: ArrayLike, name: str) -> NDArray[np.float64]:
     return out
 
 
-def _validate_probabilities(scores: ArrayLike, n: int, ndim: int) -> NDArray[np.float64]:
+def probabilities(
+    values: ArrayLike, ndim: int, n: int | None = None, name: str = "scores"
+) -> NDArray[np.float64]:
+    """``values`` as an ``ndim``-D float array of probabilities (``n`` rows when given)."""
     try:
-        s = np.asarray(scores, dtype=np.float64)
+        s = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("scores must be numbers") from None
+        raise ValueError(f"{name} must be numbers") from None
     if s.ndim != ndim:
-        raise ValueError(f"scores must be {ndim}-D for this score_kind, got shape {s.shape}")
-    if s.shape[0] != n:
-        raise ValueError(f"scores has {s.shape[0]} rows, expected {n}")
+        raise ValueError(f"{name} must be {ndim}-D for this score_kind, got shape {s.shape}")
+    if n is not None and s.shape[0] != n:
+        raise ValueError(f"{name} has {s.shape[0]} rows, expected {n}")
     if not np.all(np.isfinite(s)) or np.any(s < 0) or np.any(s > 1):
-        raise ValueError("scores must be probabilities in [0, 1]")
+        raise ValueError(f"{name} must be probabilities in [0, 1]")
     return s
 
 
@@ -221,7 +225,7 @@ def confusion_matrix(
     """Weighted confusion matrix: ``(classes, matrix)``, rows true, columns predicted."""
     t, p = _validate_labels(y_true, y_pred)
     w = validate_weights(weights, t.shape[0])
-    labels = np.unique(np.concatenate([t, p])) if classes is None else _as_1d(classes, "classes")
+    labels = np.unique(np.concatenate([t, p])) if classes is None else as_1d(classes, "classes")
     if labels.shape[0] == 0:
         return labels, np.zeros((0, 0))
     k = labels.shape[0]
@@ -277,8 +281,8 @@ def roc_auc_binary(
     ``y_positive`` is a boolean per row. Equals the trapezoidal area under the
     weighted ROC curve; ``None`` when one of the two classes has no weight.
     """
-    y = _as_1d(y_positive, "y_positive").astype(bool)
-    s = _as_1d(scores, "scores").astype(np.float64)
+    y = as_1d(y_positive, "y_positive").astype(bool)
+    s = as_1d(scores, "scores").astype(np.float64)
     w = validate_weights(weights, y.shape[0])
     if s.shape[0] != y.shape[0]:
         raise ValueError(f"scores has {s.shape[0]} rows, expected {y.shape[0]}")
@@ -325,7 +329,7 @@ def positive_class_probability(
 ) -> NDArray[np.float64]:
     """Binary task: the positive-class probability from the predicted class's confidence."""
     s = np.asarray(top_scores, dtype=np.float64)
-    p = _as_1d(y_pred, "y_pred")
+    p = as_1d(y_pred, "y_pred")
     return np.where(p == positive_label, s, 1.0 - s)
 
 
@@ -673,13 +677,13 @@ def _probability_matrix(
     """Class-probability matrix (columns = labels) when the scores determine it."""
     n = pred_codes.shape[0]
     if score_kind == "proba":
-        proba = _validate_probabilities(scores, n, 2)
+        proba = probabilities(scores, 2, n)
         if proba.shape[1] != labels.shape[0]:
             raise ValueError(
                 f"scores has {proba.shape[1]} columns but there are {labels.shape[0]} classes"
             )
         return proba
-    s = _validate_probabilities(scores, n, 1)
+    s = probabilities(scores, 1, n)
     if labels.shape[0] != 2 or positive_code is None:
         if score_kind == "positive":
             raise ValueError("score_kind='positive' needs a binary task with two classes")
@@ -721,7 +725,7 @@ def classification_performance(
     if classes is None:
         labels = np.unique(np.concatenate([t, p]))
     else:
-        labels = _as_1d(classes, "classes")
+        labels = as_1d(classes, "classes")
         if np.unique(labels).shape[0] != labels.shape[0]:
             raise ValueError("classes must not repeat")
     true_codes = _codes(t, labels, "y_true")
