@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import modeltrace
 from modeltrace import semconv
-from modeltrace.export import DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE
+from modeltrace.export import (
+    DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DropCountingSpanProcessor,
+)
 from sdk_harness import data_points
-from span_load import ReceiverProcess, run_load
+from span_load import ReceiverProcess, fitted_model, run_load
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +123,77 @@ def test_dead_endpoint_keeps_memory_bounded_and_counts_every_drop() -> None:
     points = data_points(reader).get(semconv.METRIC_SDK_SPANS_DROPPED, [])
     # Nothing reached the dead endpoint: all 3600 spans are counted as lost.
     assert sum(p.value for p in points) == 3600
+
+
+class _BlockedExporter(SpanExporter):
+    """An endpoint that never answers: export waits (GIL released) until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.calls += 1
+        self.release.wait(30)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_a_worker_waiting_on_the_endpoint_gets_no_yields_from_the_caller() -> None:
+    """Yields are for a worker starved of the GIL, never a wait on a slow or dead backend."""
+    exporter = _BlockedExporter()
+    processor = DropCountingSpanProcessor(
+        exporter, max_queue_size=4096, max_export_batch_size=256, schedule_delay_millis=10
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("blocked")
+    try:
+        started = time.monotonic()
+        for _ in range(4000):  # the worker holds one batch; the queue stays above 512
+            tracer.start_span("s").end()
+        elapsed = time.monotonic() - started
+        assert exporter.calls == 1
+        assert processor.queue_length() > 3000
+        # (4000 - 768) / 32 = 101 chances to yield; only the probes every 100 ms are taken.
+        assert processor._yields <= 1 + elapsed / 0.1, (processor._yields, elapsed)
+    finally:
+        exporter.release.set()
+        provider.shutdown()
+
+
+def test_a_cpu_bound_worker_gets_yields_and_keeps_up() -> None:
+    """A worker that needs the GIL gets it: the queue does not grow past the yield mark by much."""
+    done: list[int] = []
+
+    class EncodingExporter(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            for span in spans:  # pure-Python work per span, like the OTLP encoder
+                sum(len(str(value)) for value in (span.attributes or {}).values())
+                sum(range(2000))
+            done.append(len(spans))
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            return None
+
+    processor = DropCountingSpanProcessor(
+        EncodingExporter(), max_queue_size=8192, max_export_batch_size=256
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("busy")
+    model, rows = fitted_model("logistic")
+    deepest = 0
+    try:
+        for i in range(6000):
+            with tracer.start_as_current_span("predict"):
+                model.predict(rows[i % 512 : i % 512 + 1])  # releases and re-takes the GIL
+            deepest = max(deepest, processor.queue_length())
+        # Without the yields the queue passes 5,000 here: the worker gets no GIL at all.
+        assert deepest < 8192 // 2, deepest
+        assert sum(done) >= 6000 - deepest - 256
+    finally:
+        provider.shutdown()
