@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from modeltrace.drift.reference import Reference
@@ -53,6 +53,8 @@ CELL = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(CELL, max_size=40))
+@example(items=["\x00"])  # a category, though a numpy str array reads it as ""
+@example(items=["\x00", b"\x00", None, ""])
 def test_object_category_keys_equal_the_per_value_path(items: list[Any]) -> None:
     column = _object_column(items)
     keys, missing = category_keys(column)

@@ -108,9 +108,10 @@ def _object_category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         values = np.empty(n, dtype=object)
         values[:] = items
     types = set(map(type, items))
+    # Missing is decided on the objects: a str array drops trailing NULs, so "\x00"
+    # (a category) would read as "" (missing) there.
     if types == {str}:
-        keys = values.astype(str)
-        return keys, keys == ""
+        return values.astype(str), values == ""
     code_of = {kind: code for code, kind in enumerate(types)}
     codes = np.fromiter(map(code_of.__getitem__, map(type, items)), dtype=np.intp, count=n)
     out = np.empty(n, dtype=object)
@@ -120,7 +121,7 @@ def _object_category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if kind is type(None):
             out[rows] = ""
         elif kind is str or kind is np.str_:
-            out[rows] = group.astype(str)
+            out[rows] = group
         elif issubclass(kind, _GROUPABLE):
             if issubclass(kind, (float, np.floating)):
                 group = group.astype(np.float64)
@@ -129,8 +130,7 @@ def _object_category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             out[rows] = mapped[inverse.reshape(-1)]
         else:
             out[rows] = [category_key(v) or "" for v in group.tolist()]
-    keys = out.astype(str)
-    return keys, keys == ""
+    return out.astype(str), out == ""
 
 
 def _addresses(values: np.ndarray) -> np.ndarray:
