@@ -7,15 +7,9 @@ to the ``modeltrace.sdk.spans.dropped`` counter; shutdown is bounded by its
 timeout even when the exporter hangs on a dead endpoint; the worker restarts
 after ``fork()`` (pre-fork servers such as gunicorn).
 
-A model thread that releases and re-takes the GIL often (scikit-learn's
-predict does, on every call) can starve a Python export thread almost
-completely: CPython hands the GIL to a waiting thread only when the holder
-keeps it for a whole switch interval, so the exporter's encoding never runs
-and the queue fills. When the queue is more than two batches deep and the
-export thread is using CPU (encoding, not waiting on the network), the thread
-ending spans yields for a moment every ``_YIELD_EVERY`` spans, which gives the
-exporter a fair share of the GIL; a worker blocked on a slow or dead endpoint
-uses no CPU, so it gets no yields and the caller never waits on the network.
+While the queue is more than two batches deep, ``on_end`` gives the export
+thread its share of the GIL (``modeltrace.worker_yield``): a model that releases
+and re-takes the GIL on every call (scikit-learn's predict) otherwise starves it.
 """
 
 from __future__ import annotations
@@ -32,6 +26,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from modeltrace.worker_yield import WorkerYield
+
 logger = logging.getLogger("modeltrace")
 
 DropCallback = Callable[[int, str], None]
@@ -45,14 +41,6 @@ DEFAULT_MAX_QUEUE_SIZE = 16384
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 2048
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
 DEFAULT_EXPORT_TIMEOUT_MILLIS = 10000
-
-# Above the high-water mark, one yield per this many spans ended; each yield lets the
-# export thread run for up to a switch interval (5 ms), about 50 spans of encoding.
-_YIELD_EVERY = 32
-_YIELD_SECONDS = 0.0005
-# A worker that used no CPU since the last yield is waiting on I/O; probe it again
-# only after this long.
-_IDLE_PROBE_SECONDS = 0.1
 
 REASON_QUEUE_FULL = "queue_full"
 REASON_SHUTDOWN = "shutdown"
@@ -99,9 +87,7 @@ class DropCountingSpanProcessor(SpanProcessor):
         self._in_flight = 0
         self._abandoned = False
         self._yield_above = min(2 * max_export_batch_size, max_queue_size // 2)
-        self._ended_above = 0
-        self._last_probe = 0.0
-        self._yields = 0  # how often on_end yielded to the worker (tests read it)
+        self._worker_yield = WorkerYield()
         self._start_worker()
         if hasattr(os, "register_at_fork"):
             self_ref = weakref.ref(self)
@@ -133,10 +119,7 @@ class DropCountingSpanProcessor(SpanProcessor):
         if length >= self._batch_size:
             self._wake.set()
             if length > self._yield_above:
-                self._ended_above += 1
-                if self._ended_above >= _YIELD_EVERY:
-                    self._ended_above = 0
-                    self._yield_to_busy_worker()
+                self._worker_yield.over_mark(length, self._yield_above)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything queued now; False if that did not finish within the timeout.
@@ -202,34 +185,7 @@ class DropCountingSpanProcessor(SpanProcessor):
             target=self._run, name="modeltrace-span-export", daemon=True
         )
         self._worker.start()
-        # The worker's CPU clock tells a worker encoding spans (it needs the GIL) from
-        # one waiting on the endpoint; without one (not POSIX) there are no yields.
-        self._worker_clock: int | None = None
-        self._worker_waits = False
-        getcpuclockid = getattr(time, "pthread_getcpuclockid", None)
-        if getcpuclockid is not None and self._worker.ident is not None:
-            try:
-                self._worker_clock = getcpuclockid(self._worker.ident)
-            except OSError:
-                self._worker_clock = None
-
-    def _yield_to_busy_worker(self) -> None:
-        """Let a CPU-bound export thread take the GIL; skip it while the worker waits on I/O."""
-        clock = self._worker_clock
-        if clock is None:
-            return
-        now = time.monotonic()
-        if self._worker_waits and now - self._last_probe < _IDLE_PROBE_SECONDS:
-            return
-        self._last_probe = now
-        self._yields += 1
-        try:
-            before = time.clock_gettime(clock)
-            time.sleep(_YIELD_SECONDS)
-            # It ran in our yield: it wants the GIL. It did not: it waits on the network.
-            self._worker_waits = time.clock_gettime(clock) == before
-        except OSError:  # the worker thread is gone
-            self._worker_clock = None
+        self._worker_yield.watch(self._worker)
 
     def _reinit_after_fork(self) -> None:
         self._queue.clear()

@@ -6,6 +6,9 @@ span name and appends the span to a bounded buffer; a daemon worker thread hands
 the buffered spans to ``DriftAggregator.ingest`` in batches. When the buffer is
 full, further spans are dropped and counted (``dropped_spans``): the
 application is never blocked, and nothing raised by the aggregator reaches it.
+While more than two batches wait, ``on_end`` gives the worker its share of the
+GIL (``modeltrace.worker_yield``): a model that releases and re-takes the GIL on
+every call (scikit-learn's predict) otherwise starves it and the buffer fills.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from modeltrace import semconv
+from modeltrace.worker_yield import WorkerYield
 
 if TYPE_CHECKING:
     from modeltrace.drift.aggregator import DriftAggregator
@@ -61,6 +65,8 @@ class DriftSpanProcessor(SpanProcessor):
         self._wake = threading.Condition(threading.Lock())
         self._ingest_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._worker_yield = WorkerYield()
+        self._yield_above = min(2 * batch_size, max_queue // 2)
         self._pid = os.getpid()
         self._shutdown = False
         self._failure_logged = False
@@ -83,9 +89,12 @@ class DriftSpanProcessor(SpanProcessor):
             self._buffer.append(span)
             if self._worker is None or self._pid != os.getpid():
                 self._start_worker()
-            if len(self._buffer) >= self.batch_size:
+            queued = len(self._buffer)
+            if queued >= self.batch_size:
                 with self._wake:
                     self._wake.notify()
+                if queued > self._yield_above:
+                    self._worker_yield.over_mark(queued, self._yield_above)
         except Exception:  # never into the application
             self._log_failure("queueing a span for drift failed")
 
@@ -120,6 +129,7 @@ class DriftSpanProcessor(SpanProcessor):
                 target=self._run, name="modeltrace-drift-ingest", daemon=True
             )
             self._worker.start()
+            self._worker_yield.watch(self._worker)
 
     def _run(self) -> None:
         while not self._shutdown:
