@@ -404,6 +404,147 @@ def _varints(
     return value, ok
 
 
+def _walk(
+    st: SlottedTemplate,
+    at: Callable[[IntArray], IntArray],
+    starts: IntArray,
+    base: IntArray,
+    limit: IntArray,
+) -> tuple[npt.NDArray[np.bool_], IntArray, IntArray, IntArray, IntArray, npt.NDArray[np.bool_]]:
+    """The slots of every span, one step per element index for all columns: (walk
+    checks passed, each column's shift inside its slots, the shift after each slot,
+    each slot's string start and size, string-typed slots). Any varint widths."""
+    m = starts.size
+    slots = st.slots
+    n_slots = len(slots)
+    n_columns = len(st.kv)
+    limit = limit[:, None]
+    inner = np.zeros((m, n_columns), dtype=np.intp)
+    after = np.zeros((m, n_slots), dtype=np.intp)  # the shift after each slot
+    payload = np.zeros((m, n_slots), dtype=np.intp)
+    size = np.zeros((m, n_slots), dtype=np.intp)
+    typed = np.zeros((m, n_slots), dtype=bool)
+    offsets = np.asarray([slot.offset for slot in slots], dtype=np.intp)
+    sizes = np.asarray([slot.size for slot in slots], dtype=np.intp)
+    tags = np.asarray([slot.tag for slot in slots], dtype=np.intp)
+    scalar = np.asarray([slot.scalar for slot in slots], dtype=bool)
+    row_ok = np.ones((m, n_columns), dtype=bool)
+    for step in range(st.grid.shape[1]):
+        which = st.grid[:, step]
+        cols = np.flatnonzero(which >= 0)
+        j = which[cols]
+        before = base[:, cols] + inner[:, cols]
+        p = starts[:, None] + offsets[j] + before
+        b0, b1 = at(p + 1), at(p + 2)
+        wide = b0 >= 0x80
+        e = np.where(wide, (b0 & 0x7F) | (b1 << 7), b0)
+        good = (at(p) == tags[j]) & (~wide | (b1 < 0x80))
+        q = p + 2 + wide  # the AnyValue
+        c0, c1 = at(q + 1), at(q + 2)
+        wide_l = c0 >= 0x80
+        n = np.where(wide_l, (c0 & 0x7F) | (c1 << 7), c0)
+        has = e > 0
+        good &= ~has | ((at(q) == 0x0A) & (~wide_l | (c1 < 0x80)) & (e == 2 + wide_l + n))
+        total = 2 + wide + e
+        good &= p + total <= limit
+        row_ok[:, cols] &= good
+        payload[:, j] = q + 2 + wide_l
+        size[:, j] = np.where(has, n, 0)
+        typed[:, j] = has & ((n > 0) | ~scalar[j])
+        inner[:, cols] += total - sizes[j]
+        after[:, j] = before + total - sizes[j]
+    return row_ok.all(axis=1), inner, after, payload, size, typed
+
+
+def _walk_narrow(
+    st: SlottedTemplate, buf: UInt8Array, starts: IntArray, base: IntArray, limit: IntArray
+) -> (
+    tuple[
+        npt.NDArray[np.bool_],
+        IntArray,
+        IntArray,
+        IntArray,
+        IntArray,
+        npt.NDArray[np.bool_],
+        npt.NDArray[np.bool_],
+    ]
+    | None
+):
+    """``_walk`` for slots whose lengths are all one byte (strings under 128 bytes),
+    plus the spans where that does not hold (``slow``: ``_walk`` them instead).
+
+    Each element is then its tag, its length ``e`` and ``e`` bytes: the walk is one
+    byte read and two additions per step, and the checks (tags, the string's own
+    tag and one-byte length ``n == e - 2``, the end) follow in one pass over byte
+    arrays. A span with a length byte of 0x80 or more (or a slot before the start
+    of the buffer) is ``slow``; every other span gets exactly ``_walk``'s values."""
+    grid = st.grid
+    n_columns, steps = grid.shape
+    m = starts.size
+    if buf.size < 4 or not m:
+        return None
+    offsets = np.asarray([slot.offset for slot in st.slots], dtype=np.intp)
+    sizes = np.asarray([slot.size for slot in st.slots], dtype=np.intp)
+    active = (grid >= 0).T  # (steps, columns)
+    j = np.where(active, grid.T, 0)
+    # From one slot's tag to the next one's: 2 + e + the template bytes between them.
+    step_add = np.zeros((steps, n_columns), dtype=np.intp)
+    step_add[:-1] = np.where(active[1:], offsets[j[1:]] - offsets[j[:-1]] - sizes[j[:-1]] + 2, 0)
+    full = bool(active.all())
+    at_tag = np.empty((steps, m, n_columns), dtype=np.intp)
+    e = np.empty((steps, m, n_columns), dtype=np.uint8)
+    np.add(starts[:, None] + offsets[j[0]], base, out=at_tag[0])
+    slow = at_tag[0].min(axis=1) < 0
+    after_tag = buf[1:]
+    for step in range(steps):
+        np.take(after_tag, at_tag[step], mode="clip", out=e[step])
+        if step + 1 < steps:
+            here = at_tag[step + 1]
+            if full:
+                np.add(at_tag[step], e[step], out=here)
+            else:  # columns without a slot at the next step stay where they are
+                np.multiply(e[step], active[step + 1], out=here)
+                here += at_tag[step]
+            here += step_add[step]
+    tag = np.take(buf, at_tag, mode="clip")
+    inner_tag = np.take(buf[2:], at_tag, mode="clip")
+    n = np.take(buf[3:], at_tag, mode="clip")
+    wide = (e | n) >= 0x80
+    has = e > 0
+    tags = np.asarray([slot.tag for slot in st.slots], dtype=np.uint8)[j]
+    good = tag == tags[:, None, :]
+    good &= ~has | ((inner_tag == 0x0A) & (e == n + 2))
+    if not full:
+        wide &= active[:, None, :]
+        good |= ~active[:, None, :]
+    slow |= wide.any(axis=(0, 2))
+    row_ok = good.all(axis=(0, 2))
+    # Every slot in slot order: (spans, columns x steps), the unused steps left out.
+    order = np.flatnonzero(grid.ravel() >= 0)
+
+    def by_slot(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        flat = a.transpose(1, 2, 0).reshape(m, n_columns * steps)
+        return flat if full else flat[:, order]
+
+    slot_tag, slot_e, slot_n = by_slot(at_tag), by_slot(e), by_slot(n)
+    end = slot_tag + 2
+    end += slot_e  # the end of each slot
+    last = np.asarray(
+        [int(row[row >= 0][-1]) for row in grid], dtype=np.intp
+    )  # each column's last slot
+    row_ok &= (end[:, last] <= limit[:, None]).all(axis=1)
+    payload = slot_tag + 4
+    slot_has = slot_e > 0
+    size = np.where(slot_has, slot_n, 0).astype(np.intp)
+    scalar = np.asarray([slot.scalar for slot in st.slots], dtype=bool)
+    typed = slot_has & ((slot_n > 0) | ~scalar)
+    after = end
+    after -= starts[:, None]
+    after -= offsets + sizes
+    inner = after[:, last] - base
+    return row_ok, inner, after, payload, size, typed, slow
+
+
 # Segments at least this wide are copied span by span (see ``match``).
 _WIDE_SEGMENT = 1024
 # Narrower segments are gathered in row blocks of about this many bytes.
@@ -440,42 +581,21 @@ def match(
     ok &= lengths == template.length + shift
     if not ok.any():
         return None
-    limit = (starts + lengths)[:, None]
-    inner = np.zeros((m, n_columns), dtype=np.intp)
-    after = np.zeros((m, n_slots), dtype=np.intp)  # the shift after each slot
-    payload = np.zeros((m, n_slots), dtype=np.intp)
-    size = np.zeros((m, n_slots), dtype=np.intp)
-    typed = np.zeros((m, n_slots), dtype=bool)
-    offsets = np.asarray([slot.offset for slot in slots], dtype=np.intp)
-    sizes = np.asarray([slot.size for slot in slots], dtype=np.intp)
-    tags = np.asarray([slot.tag for slot in slots], dtype=np.intp)
-    scalar = np.asarray([slot.scalar for slot in slots], dtype=bool)
-    row_ok = np.ones((m, n_columns), dtype=bool)
-    for step in range(st.grid.shape[1]):
-        which = st.grid[:, step]
-        cols = np.flatnonzero(which >= 0)
-        j = which[cols]
-        before = base[:, cols] + inner[:, cols]
-        p = starts[:, None] + offsets[j] + before
-        b0, b1 = at(p + 1), at(p + 2)
-        wide = b0 >= 0x80
-        e = np.where(wide, (b0 & 0x7F) | (b1 << 7), b0)
-        good = (at(p) == tags[j]) & (~wide | (b1 < 0x80))
-        q = p + 2 + wide  # the AnyValue
-        c0, c1 = at(q + 1), at(q + 2)
-        wide_l = c0 >= 0x80
-        n = np.where(wide_l, (c0 & 0x7F) | (c1 << 7), c0)
-        has = e > 0
-        good &= ~has | ((at(q) == 0x0A) & (~wide_l | (c1 < 0x80)) & (e == 2 + wide_l + n))
-        total = 2 + wide + e
-        good &= p + total <= limit
-        row_ok[:, cols] &= good
-        payload[:, j] = q + 2 + wide_l
-        size[:, j] = np.where(has, n, 0)
-        typed[:, j] = has & ((n > 0) | ~scalar[j])
-        inner[:, cols] += total - sizes[j]
-        after[:, j] = before + total - sizes[j]
-    ok &= row_ok.all(axis=1)
+    limit = starts + lengths
+    narrow = _walk_narrow(st, buf, starts, base, limit)
+    if narrow is None:
+        row_ok, inner, after, payload, size, typed = _walk(st, at, starts, base, limit)
+    else:
+        row_ok, inner, after, payload, size, typed, slow = narrow
+        if slow.any():
+            pick = np.flatnonzero(slow)
+            for array, part in zip(
+                (row_ok, inner, after, payload, size, typed),
+                _walk(st, at, starts[pick], base[pick], limit[pick]),
+                strict=True,
+            ):
+                array[pick] = part
+    ok &= row_ok
     if not ok.any():
         return None
     for length, c in zip(st.lengths, st.length_column, strict=True):
