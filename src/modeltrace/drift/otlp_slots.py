@@ -598,9 +598,16 @@ def match(
     ok &= row_ok
     if not ok.any():
         return None
-    for length, c in zip(st.lengths, st.length_column, strict=True):
-        value, good = _varints(at, starts + length.offset + base[:, c], length.size)
-        ok &= good & (value == length.value + inner[:, c])
+    by_size: dict[int, list[int]] = {}  # the enclosing lengths, read by varint size
+    for i, length in enumerate(st.lengths):
+        by_size.setdefault(length.size, []).append(i)
+    for varint_size, which in by_size.items():
+        offset = np.asarray([st.lengths[i].offset for i in which], dtype=np.intp)
+        expected = np.asarray([st.lengths[i].value for i in which], dtype=np.intp)
+        cols = np.asarray([st.length_column[i] for i in which], dtype=np.intp)
+        value, good = _varints(at, starts[:, None] + offset + base[:, cols], varint_size)
+        good &= value == expected + inner[:, cols]
+        ok &= good.all(axis=1)
     chosen = np.flatnonzero(ok)
     if not chosen.size:
         return None
