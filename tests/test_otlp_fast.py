@@ -362,8 +362,15 @@ def test_slotted_strings_without_the_hash_path() -> None:
     """The strings are told apart by a checked 64-bit hash; on a collision they are
     sorted instead: both give the same rows."""
     data = _text_request(30, seed=7)
-    with mock.patch.object(otlp_slots, "_group_words", return_value=None):
+    with (
+        mock.patch.object(otlp_slots, "_bucket_words", return_value=None),
+        mock.patch.object(otlp_slots, "_group_words", return_value=None),
+    ):
         fast = otlp_fast.extract_request(data)
+    assert fast is not None
+    assert_same(fast, generic(data))
+    with mock.patch.object(otlp_slots, "_bucket_words", return_value=None):
+        fast = otlp_fast.extract_request(data)  # the sort of hashes
     assert fast is not None
     assert_same(fast, generic(data))
     rows = np.array([[3, 0, 1, 2], [3, 0, 1, 2], [1, 0, 0, 0], [3, 0, 1, 3]], dtype=np.uint8)
@@ -676,3 +683,51 @@ def test_long_short_strings_differing_at_the_end_keep_the_hash_path() -> None:
     found = otlp_slots._group_words(keys)
     assert found is not None and found[0].size == 100
     assert [values[i] for i in found[0][found[1]].tolist()] == values
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(text_shapes(), min_size=1, max_size=3),
+    order=st.lists(st.integers(0, 2), min_size=1, max_size=30),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_narrow_walk_equals_the_general_walk(
+    shapes: list[dict[str, Any]], order: list[int], seed: int
+) -> None:
+    """``match`` with the narrow walk (one-byte lengths; other spans walked by
+    ``_walk``) and with the general walk alone: the same spans, rows and values."""
+    data = build_request(shapes, [i % len(shapes) for i in order], seed)
+    ranges = otlp_scan.span_ranges(data)
+    assert ranges is not None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts = np.asarray([s for s, _ in ranges], dtype=np.intp)
+    lengths = np.asarray([e - s for s, e in ranges], dtype=np.intp)
+    for s, e in ranges[:3]:
+        built = otlp_slots.build(data, s, e)
+        if not isinstance(built, otlp_slots.SlottedTemplate):
+            continue
+        found = otlp_slots.match(built, buf, starts, lengths)
+        with mock.patch.object(otlp_slots, "_walk_narrow", return_value=None):
+            general = otlp_slots.match(built, buf, starts, lengths)
+        assert (found is None) == (general is None)
+        if found is not None and general is not None:
+            for a, b in zip(found, general, strict=True):
+                assert a.dtype == b.dtype and a.tolist() == b.tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bucket_grouping_equals_unique_rows(seed: int) -> None:
+    """Rows grouped by the bucket table: every row's group holds equal rows, one group
+    per distinct row; distinct rows sharing a bucket give ``None``."""
+    rng = np.random.default_rng(seed)
+    for k in (1, 2, 3):
+        distinct = rng.integers(0, 2**63, size=(40, k), dtype=np.uint64)
+        words = distinct[rng.integers(0, 40, size=2000)]
+        found = otlp_slots._bucket_words(words)
+        assert found is not None
+        first, index = found
+        assert words[first[index]].tolist() == words.tolist()
+        assert first.size == np.unique(words, axis=0).shape[0]
+        assert index.dtype == np.intp and first.dtype == np.intp
+        with mock.patch.object(otlp_slots, "_BUCKET_BITS", 1):  # 40 rows, 2 buckets
+            assert otlp_slots._bucket_words(words) is None

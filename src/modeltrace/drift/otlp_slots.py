@@ -8,13 +8,18 @@ each array element (``values`` tag, length, then nothing or a ``string_value``)
 and each scalar text ``KeyValue.value`` may have any length in a matching span.
 ``match`` walks the slots of many spans at once with numpy (each text column's
 shift from the ``KeyValue`` lengths, then one step per element index for all
-columns and spans), checks that the enclosing lengths (the ``KeyValue``'s, its
-value's, the array's) add up, copies each span's bytes outside the slots into the
-template's layout (``normalized`` rows: the template's own bytes in the slots),
-and checks those rows against the template byte mask as ``otlp_scan.match`` does.
+columns and spans: when every length in the slots is one byte, the common case of
+strings under 128 bytes, a step is one byte read and two additions, and the checks
+follow in one pass over byte arrays; spans with longer varints take the general
+walk), checks that the enclosing lengths (the ``KeyValue``'s, its value's, the
+array's) add up, copies each span's bytes outside the slots into the template's
+layout (``normalized`` rows: the template's own bytes in the slots), and checks
+those rows against the template byte mask as ``otlp_scan.match`` does.
 The strings themselves are read in bulk: every slot of every span keyed by its
-length and bytes (two words for strings up to 14 bytes), grouped by a 64-bit hash
-checked for collisions, then one UTF-8 decode per distinct string.
+length and bytes (two words for strings up to 14 bytes), grouped by a table of
+hash buckets (no sort; every row checked against its bucket's), or when two
+different strings share a bucket by a sort of 64-bit hashes checked for
+collisions, then one UTF-8 decode per distinct string.
 
 Spans that do not fit (other layouts, strings of 16 KiB or more, non-UTF-8 text)
 are left to ``otlp_fast``'s plain templates and to the generic decoder.
@@ -293,6 +298,41 @@ def _group_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | N
     return first.astype(np.intp), inverse
 
 
+# Buckets of the table that groups strings without a sort (``_bucket_words``): row
+# numbers as int32, and only the buckets used are ever touched.
+_BUCKET_BITS = 20
+
+
+def _bucket_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | None:
+    """``_group_words`` without a sort, for rows of few distinct values: a 64-bit hash
+    of each row picks a bucket of a table, each bucket keeps one of its rows (the
+    last written), and every row must equal the row kept by its bucket (``None``
+    otherwise: two different rows share a bucket). The groups are numbered in the
+    order of the rows kept."""
+    n, k = words.shape
+    if n >= 1 << 31:
+        return None
+    hashed = words[:, 0].copy()
+    with np.errstate(over="ignore"):
+        np.multiply(hashed, _HASH, out=hashed)
+        for i in range(1, k):
+            np.bitwise_xor(hashed, words[:, i], out=hashed)
+            np.multiply(hashed, _HASH, out=hashed)
+    hashed >>= np.uint64(64 - _BUCKET_BITS)
+    bucket = hashed.astype(np.intp)
+    rows = np.arange(n, dtype=np.int32)
+    table = np.empty(1 << _BUCKET_BITS, dtype=np.int32)
+    table[bucket] = rows
+    kept = table.take(bucket)
+    # Each row against its bucket's, gathered as one item per row (see ``_gather``).
+    items = np.ascontiguousarray(words).view(np.dtype((np.void, 8 * k))).reshape(n)
+    if not np.array_equal(items.take(kept).view(np.uint64).reshape(n, k), words):
+        return None
+    first = np.flatnonzero(kept == rows)
+    table[bucket[first]] = np.arange(first.size, dtype=np.int32)  # number the groups
+    return first, table.take(bucket).astype(np.intp)
+
+
 def _distinct_rows(keys: UInt8Array) -> tuple[IntArray, IntArray] | None:
     """``_group_words`` of a byte matrix (rows padded to whole words)."""
     n, width = keys.shape
@@ -343,7 +383,7 @@ def _read_strings(
     if n == 0:
         return [], np.zeros(0, dtype=np.intp), np.zeros(0, dtype=bool)
     short = _short_keys(buf, starts, sizes) if width <= 14 else None
-    found = None if short is None else _group_words(short)
+    found = None if short is None else _bucket_words(short) or _group_words(short)
     if found is None:
         if n * (width + 2) > _MAX_STRING_BATCH:
             return None
@@ -453,7 +493,7 @@ def _walk(
         typed[:, j] = has & ((n > 0) | ~scalar[j])
         inner[:, cols] += total - sizes[j]
         after[:, j] = before + total - sizes[j]
-    return row_ok.all(axis=1), inner, after, payload, size, typed
+    return np.asarray(row_ok.all(axis=1)), inner, after, payload, size, typed
 
 
 def _walk_narrow(
@@ -562,8 +602,6 @@ def match(
     slots are then walked for all columns at once, and every enclosing length must
     agree with what the walk found."""
     m = starts.size
-    slots = st.slots
-    n_slots = len(slots)
 
     def at(pos: IntArray) -> IntArray:
         return np.take(buf, pos, mode="clip").astype(np.intp)
@@ -602,10 +640,10 @@ def match(
     for i, length in enumerate(st.lengths):
         by_size.setdefault(length.size, []).append(i)
     for varint_size, which in by_size.items():
-        offset = np.asarray([st.lengths[i].offset for i in which], dtype=np.intp)
+        where = np.asarray([st.lengths[i].offset for i in which], dtype=np.intp)
         expected = np.asarray([st.lengths[i].value for i in which], dtype=np.intp)
         cols = np.asarray([st.length_column[i] for i in which], dtype=np.intp)
-        value, good = _varints(at, starts[:, None] + offset + base[:, cols], varint_size)
+        value, good = _varints(at, starts[:, None] + where + base[:, cols], varint_size)
         good &= value == expected + inner[:, cols]
         ok &= good.all(axis=1)
     chosen = np.flatnonzero(ok)
