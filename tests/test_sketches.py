@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -314,3 +315,29 @@ def test_categorical_exemplars_in_one_pass_equal_one_update_per_sketch(seed: int
         remembered += sum(len(mine.exemplars(b)) for b in range(mine.binning.n_bins))
     assert remembered > 3 * len(vocabularies)
     assert any(s.missing_raw and s.unseen_raw for s in batched)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_counted_edges_give_the_searchsorted_bins(seed: int) -> None:
+    """``assign_numeric`` counts the edges below each value for few edges and many
+    values: the same bins as the binary searches (NaN missing, the maximum itself in
+    the last inner bin, larger values and +inf in the overflow bin, -0.0 as 0.0)."""
+    from modeltrace.drift import sketches
+
+    rng = np.random.default_rng(seed)
+    for n_edges in (2, 11, 64, 65):
+        x = rng.normal(size=4000)
+        edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, n_edges)))
+        edges = np.unique(np.append(np.round(edges[:-1], 1), edges[-1]))
+        x[:50] = np.nan
+        x[50:100] = edges[-1]
+        x[100:200] = rng.choice(edges, size=100)
+        x[200:210] = np.inf
+        x[210:220] = -np.inf
+        x[220:230] = -0.0
+        binning = Binning("numeric", edges=edges)
+        got = binning.assign_numeric(x)
+        with mock.patch.object(sketches, "_COUNTED_EDGES", 0):
+            expected = binning.assign_numeric(x)
+        for a, b in zip(got, expected, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
