@@ -731,3 +731,7 @@ def test_bucket_grouping_equals_unique_rows(seed: int) -> None:
         assert index.dtype == np.intp and first.dtype == np.intp
         with mock.patch.object(otlp_slots, "_BUCKET_BITS", 1):  # 40 rows, 2 buckets
             assert otlp_slots._bucket_words(words) is None
+        with mock.patch.object(otlp_slots, "_BUCKET_GROUPS", 39):  # many distinct rows
+            assert otlp_slots._bucket_words(words) is None
+    many = rng.integers(0, 2**63, size=(5000, 2), dtype=np.uint64)
+    assert otlp_slots._bucket_words(many) is None  # left to the sort of hashes

@@ -301,14 +301,16 @@ def _group_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | N
 # Buckets of the table that groups strings without a sort (``_bucket_words``): row
 # numbers as int32, and only the buckets used are ever touched.
 _BUCKET_BITS = 20
+# More distinct rows than this (used buckets) go straight to the sort.
+_BUCKET_GROUPS = 1 << 11
 
 
 def _bucket_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | None:
     """``_group_words`` without a sort, for rows of few distinct values: a 64-bit hash
     of each row picks a bucket of a table, each bucket keeps one of its rows (the
     last written), and every row must equal the row kept by its bucket (``None``
-    otherwise: two different rows share a bucket). The groups are numbered in the
-    order of the rows kept."""
+    otherwise: two different rows share a bucket, or so many distinct rows that
+    they most likely do). The groups are numbered in the order of the rows kept."""
     n, k = words.shape
     if n >= 1 << 31:
         return None
@@ -324,11 +326,13 @@ def _bucket_words(words: npt.NDArray[np.uint64]) -> tuple[IntArray, IntArray] | 
     table = np.empty(1 << _BUCKET_BITS, dtype=np.int32)
     table[bucket] = rows
     kept = table.take(bucket)
+    first = np.flatnonzero(kept == rows)
+    if first.size > _BUCKET_GROUPS:
+        return None  # two of them most likely share a bucket: sort instead
     # Each row against its bucket's, gathered as one item per row (see ``_gather``).
     items = np.ascontiguousarray(words).view(np.dtype((np.void, 8 * k))).reshape(n)
     if not np.array_equal(items.take(kept).view(np.uint64).reshape(n, k), words):
         return None
-    first = np.flatnonzero(kept == rows)
     table[bucket[first]] = np.arange(first.size, dtype=np.int32)  # number the groups
     return first, table.take(bucket).astype(np.intp)
 
